@@ -1,0 +1,9 @@
+/**
+ * Helpers shared by the test suites of every package: temporary folders, open-fd counting,
+ * spawning built CLIs. Private to the repository, imported from source.
+ */
+
+export { type CliResult, runCli } from './cli.js'
+export { countOpenFds } from './fds.js'
+export { makeTempDir } from './temp.js'
+export { waitFor } from './wait.js'
