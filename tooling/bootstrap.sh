@@ -19,7 +19,7 @@ as_root() { if [ "$(id -u)" = 0 ]; then "$@"; else sudo "$@"; fi; }
 # Debian packages: compilers for the vsock addon, and the real peers the tests use.
 apt_packages=(python3 make g++)
 if [ "$want_test_deps" = 1 ]; then
-  apt_packages+=(socat iptables iproute2 openssl curl cpio busybox-static qemu-system-x86)
+  apt_packages+=(socat iptables iproute2 openssl curl cpio busybox-static qemu-system-x86 docker.io)
 fi
 missing=()
 for pkg in "${apt_packages[@]}"; do
