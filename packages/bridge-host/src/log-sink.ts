@@ -1,0 +1,126 @@
+import type { Server, Socket } from 'node:net'
+import type { Writable } from 'node:stream'
+import type { Logger } from '@enclave/bridge-enclave'
+
+/** Log connections open at once; more are refused (each may buffer one partial line). */
+export const MAX_LOG_CONNECTIONS = 64
+
+export interface LogSinkStats {
+  connections: number
+  lines: number
+  bytes: number
+  truncatedLines: number
+}
+
+/**
+ * Copies the enclave's log connections to `output`, whole lines only: each connection's bytes are
+ * cut at LF and every line goes out in one `write`, so lines from concurrent connections never mix.
+ * A line longer than `maxLineBytes` is cut there (the rest of it dropped, counted, and logged).
+ * When `output` pushes back, every log connection pauses until it drains.
+ */
+export class LogSink {
+  readonly #output: Writable
+  readonly #maxLine: number
+  readonly #log: Logger
+  readonly #sockets = new Set<Socket>()
+  #blocked = false
+  readonly stats: LogSinkStats = { connections: 0, lines: 0, bytes: 0, truncatedLines: 0 }
+
+  constructor(output: Writable, maxLineBytes: number, logger: Logger) {
+    this.#output = output
+    this.#maxLine = maxLineBytes
+    this.#log = logger
+  }
+
+  get active(): number {
+    return this.#sockets.size
+  }
+
+  #emit(line: Buffer): void {
+    this.stats.lines++
+    this.stats.bytes += line.length + 1
+    // One write per line (line + LF): the unit that must never be split.
+    const ok = this.#output.write(Buffer.concat([line, Buffer.from('\n')]))
+    if (!ok && !this.#blocked) {
+      this.#blocked = true
+      for (const s of this.#sockets) s.pause()
+      this.#output.once('drain', () => {
+        this.#blocked = false
+        for (const s of this.#sockets) s.resume()
+      })
+    }
+  }
+
+  /** Takes one log connection. */
+  accept = (socket: Socket): void => {
+    // Each connection may hold a partial line of up to maxLineBytes: bound how many there are.
+    if (this.#sockets.size >= MAX_LOG_CONNECTIONS) {
+      this.#log.warn({ limit: MAX_LOG_CONNECTIONS }, 'log connection refused: too many open')
+      socket.destroy()
+      return
+    }
+    this.#sockets.add(socket)
+    this.stats.connections++
+    let pending: Buffer[] = []
+    let pendingLength = 0
+    // True while the rest of an over-long line is being skipped.
+    let skipping = false
+    socket.on('error', (err) => this.#log.debug({ err }, 'log connection error'))
+    socket.on('data', (chunk: Buffer) => {
+      let start = 0
+      while (start < chunk.length) {
+        const lf = chunk.indexOf(0x0a, start)
+        const end = lf < 0 ? chunk.length : lf
+        if (!skipping) {
+          const room = this.#maxLine - pendingLength
+          const take = Math.min(end - start, room)
+          if (take > 0) {
+            pending.push(chunk.subarray(start, start + take))
+            pendingLength += take
+          }
+          if (end - start > room) {
+            this.#emit(Buffer.concat(pending, pendingLength))
+            pending = []
+            pendingLength = 0
+            this.stats.truncatedLines++
+            this.#log.warn({ maxLineBytes: this.#maxLine }, 'enclave log line over the limit was cut')
+            skipping = true
+          } else if (lf >= 0) {
+            this.#emit(Buffer.concat(pending, pendingLength))
+            pending = []
+            pendingLength = 0
+          }
+        }
+        if (lf >= 0) skipping = false
+        start = lf < 0 ? chunk.length : lf + 1
+      }
+      // Copy what a chunk leaves pending, so the socket's buffer can be reused.
+      if (pending.length > 0) {
+        pending = [Buffer.from(Buffer.concat(pending, pendingLength))]
+      }
+    })
+    let flushed = false
+    const finish = (): void => {
+      if (flushed) return
+      flushed = true
+      this.#sockets.delete(socket)
+      // A last line without LF still goes out whole.
+      if (pendingLength > 0 && !skipping) this.#emit(Buffer.concat(pending, pendingLength))
+    }
+    socket.once('end', () => {
+      finish()
+      socket.end()
+    })
+    socket.once('close', finish)
+    if (this.#blocked) socket.pause()
+  }
+
+  attach(server: Server): void {
+    server.on('connection', this.accept)
+  }
+
+  /** Closes every log connection (flushing their partial lines). */
+  closeAll(): void {
+    for (const s of this.#sockets) s.destroy()
+  }
+}
