@@ -24,13 +24,7 @@ try {
   execFileSync('mkdir', ['-p', app])
   writeFileSync(
     join(app, 'package.json'),
-    JSON.stringify({
-      name: 'pack-smoke',
-      private: true,
-      type: 'module',
-      // npm 11 runs a dependency's install script only when allowed: the addon builds here.
-      allowScripts: { '@enclave/vsock-transport': true },
-    }),
+    JSON.stringify({ name: 'pack-smoke', private: true, type: 'module' }),
   )
   run('npm', ['install', '--no-audit', '--no-fund', '--loglevel=error', ...tarballs], app)
 

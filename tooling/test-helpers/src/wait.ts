@@ -3,7 +3,7 @@ import { setTimeout as sleep } from 'node:timers/promises'
 /** Polls `check` until it returns a truthy value or `timeoutMs` passes (then throws, naming `what`). */
 export async function waitFor<T>(
   check: () => T | Promise<T>,
-  { timeoutMs = 5000, intervalMs = 20, what = 'condition' } = {},
+  { timeoutMs = 20_000, intervalMs = 20, what = 'condition' } = {},
 ): Promise<T> {
   const deadline = Date.now() + timeoutMs
   for (;;) {
