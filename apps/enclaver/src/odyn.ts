@@ -1,0 +1,127 @@
+import { existsSync } from 'node:fs'
+import { readFile } from 'node:fs/promises'
+import { join, resolve } from 'node:path'
+import { loadManifest } from '@enclave/builder'
+import {
+  createSupervisor,
+  DEV_NSM_PCRS_ENV,
+  EXIT_FATAL,
+  exitCodeForStatus,
+  loadOdynConfig,
+  type OdynConfig,
+} from '@enclave/supervisor'
+import { Command, CommanderError } from 'commander'
+import { pino } from 'pino'
+
+/**
+ * odyn: the enclave's entrypoint, `odyn --config-dir /etc/enclaver -- <app...>`.
+ * Exit codes: after SIGTERM/SIGINT (or with --exit, after the app) the app's status as
+ * enclaver-run maps it (its own code, 107 signaled, 108 fatal); 2 for a usage error.
+ */
+async function main(argv: readonly string[]): Promise<number> {
+  const dashes = argv.indexOf('--', 2)
+  const own = dashes === -1 ? argv.slice(2) : argv.slice(2, dashes)
+  const app = dashes === -1 ? [] : argv.slice(dashes + 1)
+  const program = new Command('odyn')
+    .description('Enclave supervisor: status (vsock 17000) and logs (vsock 17001), services, then the app')
+    .usage('--config-dir <dir> [options] -- <command...>')
+    .requiredOption('--config-dir <dir>', 'folder with enclaver.yaml and the optional odyn.yaml')
+    .option('--no-bootstrap', 'skip the init steps (loopback, Nitro heartbeat) even as PID 1')
+    .option('--no-console', "do not copy the app's log lines to odyn's stdout")
+    .option('--exit', 'exit after the app instead of serving the final status until terminated')
+    .option('-v, --verbose', 'debug logging')
+    .exitOverride()
+  try {
+    program.parse(own as string[], { from: 'user' })
+  } catch (err) {
+    if (err instanceof CommanderError) return err.exitCode === 0 ? 0 : 2
+    throw err
+  }
+  const opts = program.opts<{
+    configDir: string
+    bootstrap: boolean
+    console: boolean
+    exit?: boolean
+    verbose?: boolean
+  }>()
+  if (app.length === 0) {
+    process.stderr.write('odyn: give the app command after "--" (odyn --config-dir DIR -- node app.js)\n')
+    return 2
+  }
+  const logger = pino(
+    { name: 'odyn', level: opts.verbose ? 'debug' : 'info' },
+    pino.destination({ fd: 2, sync: true }),
+  )
+  const isInit = process.pid === 1
+  const devDir = process.env.ENCLAVE_VSOCK_DEV_DIR
+  const dev = devDir ? { dir: devDir, cid: Number(process.env.ENCLAVE_VSOCK_DEV_CID ?? 16) } : false
+
+  // Loading errors are published as fatal{error} once the status server is up.
+  let manifest: unknown
+  let config: OdynConfig | undefined
+  let startupError: Error | undefined
+  let nsm: unknown
+  let control: { address: string; key: Buffer } | undefined
+  try {
+    const manifestFile = join(opts.configDir, 'enclaver.yaml')
+    if (existsSync(manifestFile)) manifest = (await loadManifest(manifestFile)).manifest
+    config = await loadOdynConfig(opts.configDir)
+    if (config.control) {
+      // The key file's bytes are the key (at least 32); relative paths are in the config dir.
+      const key = await readFile(resolve(opts.configDir, config.control.keyFile))
+      control = { address: `vsock://any:${config.control.port}`, key }
+    }
+    const pcrs = process.env[DEV_NSM_PCRS_ENV]
+    if (pcrs && dev) {
+      // Loaded only in the simulator: odyn in an enclave does not carry the dev NSM's code.
+      const { createDevNsm } = await import('@enclave/attestation')
+      const devNsm = await createDevNsm({ pcrs: JSON.parse(pcrs) as Record<number, string> })
+      nsm = devNsm
+      const pcr0 = Buffer.from((await devNsm.describePcr(0)).value).toString('hex')
+      logger.warn({ PCR0: pcr0 }, 'simulator: using the dev NSM; its attestations are not trustworthy')
+    }
+  } catch (err) {
+    startupError = err as Error
+  }
+
+  const odyn = createSupervisor(
+    {
+      command: app,
+      manifest,
+      config,
+      dev,
+      console: opts.console,
+      loopback: isInit && opts.bootstrap && !dev,
+      heartbeat: isInit && opts.bootstrap && !dev && (config?.heartbeat ?? true) ? {} : false,
+      killOrphans: true,
+      nsm,
+      startupError,
+      control,
+    },
+    { logger },
+  )
+  let stopping: Promise<number> | undefined
+  const stop = (signal: NodeJS.Signals): Promise<number> => {
+    stopping ??= odyn.shutdown(signal).then((final) => exitCodeForStatus(final) ?? EXIT_FATAL)
+    return stopping
+  }
+  const done = new Promise<number>((resolve) => {
+    process.once('SIGTERM', () => resolve(stop('SIGTERM')))
+    process.once('SIGINT', () => resolve(stop('SIGINT')))
+    if (opts.exit) void odyn.finished.then(() => resolve(stop('SIGTERM')))
+  })
+  await odyn.start()
+  return done
+}
+
+main(process.argv).then(
+  (code) => {
+    process.exitCode = code
+    // Servers are closed; nothing else should keep the loop alive, but as PID 1 never linger.
+    setTimeout(() => process.exit(code), 1000).unref()
+  },
+  (err: unknown) => {
+    process.stderr.write(`odyn: ${(err as Error)?.message ?? String(err)}\n`)
+    process.exitCode = EXIT_FATAL
+  },
+)
