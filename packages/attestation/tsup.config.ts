@@ -1,5 +1,6 @@
 import { preset } from '@enclave/tsup-config'
 import { defineConfig } from 'tsup'
 
-// cborg ships ESM only; bundling it keeps the CommonJS build loadable with require().
-export default defineConfig(preset({ noExternal: ['cborg'] }))
+// CBOR comes through @enclave/cose, whose build bundles the ESM-only cborg, so `require()` of this
+// package's CommonJS output works on Node 20.19+.
+export default defineConfig(preset())

@@ -18,7 +18,7 @@
  * ```
  */
 
-export type { CoseAlgorithm } from './cose.js'
+export type { CoseAlgorithm } from '@enclave/cose'
 export { crc32, crc32Combine } from './crc.js'
 export {
   type DescribeEifOptions,

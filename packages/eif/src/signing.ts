@@ -5,21 +5,23 @@ import {
   type KeyObject,
   X509Certificate,
 } from 'node:crypto'
-import { AsnConvert } from '@peculiar/asn1-schema'
-import { Certificate } from '@peculiar/asn1-x509'
 import {
-  algorithmForCurve,
+  algorithmFromCurve,
   COSE_ALGORITHMS,
   type CoseAlgorithm,
-  cborDecode,
-  cborEncode,
+  CoseBadSignerOutputError,
+  CoseError,
+  type CoseSign1,
+  CoseSignerFailedError,
+  checkCoseSign1Signature,
+  decodeCbor,
   decodeCoseSign1,
-  encodeCoseSign1,
-  encodeProtectedHeader,
+  encodeCbor,
   isCoseAlgorithm,
-  sigStructure,
-  verifyCoseSign1,
-} from './cose.js'
+  signCoseSign1With,
+} from '@enclave/cose'
+import { AsnConvert } from '@peculiar/asn1-schema'
+import { Certificate } from '@peculiar/asn1-x509'
 import {
   EifBadCertificateError,
   EifBadKeyError,
@@ -67,7 +69,7 @@ export function createPemSigner(options: PemSignerOptions): EifSigner {
       `the signing key must be an EC private key, got a ${key.type} ${key.asymmetricKeyType ?? ''} key`,
     )
   }
-  const algorithm = algorithmForCurve(key.asymmetricKeyDetails?.namedCurve)
+  const algorithm = algorithmFromCurve(key.asymmetricKeyDetails?.namedCurve)
   if (algorithm === undefined) {
     throw new EifBadKeyError(
       `the signing key's curve ${key.asymmetricKeyDetails?.namedCurve} is not P-256, P-384 or P-521`,
@@ -127,7 +129,7 @@ export function checkSigner(signer: EifSigner): X509Certificate {
 
 /** The PCR0 record that is signed: {register_index: 0, register_value: [48 integers]}. */
 export function encodePcrPayload(pcr0: Uint8Array): Uint8Array {
-  return cborEncode(
+  return encodeCbor(
     new Map<string, unknown>([
       ['register_index', 0],
       ['register_value', Array.from(pcr0)],
@@ -141,25 +143,22 @@ export async function buildSignatureSection(
   certificate: X509Certificate,
   pcr0: Buffer,
 ): Promise<Buffer> {
-  const protectedHeader = encodeProtectedHeader(signer.algorithm)
-  const payload = encodePcrPayload(pcr0)
-  let signature: Uint8Array
+  let cose: Uint8Array
   try {
-    signature = await signer.sign(sigStructure(protectedHeader, payload))
-  } catch (cause) {
-    throw new EifSignerFailedError('the signer failed to sign PCR0', { cause })
-  }
-  const expected = COSE_ALGORITHMS[signer.algorithm].signatureLength
-  if (!(signature instanceof Uint8Array) || signature.length !== expected) {
-    throw new EifSignerFailedError(
-      `the signer returned ${signature instanceof Uint8Array ? `${signature.length} bytes` : typeof signature}; ${signer.algorithm} needs a ${expected}-byte raw r‖s signature (IEEE P1363, not DER)`,
+    cose = await signCoseSign1With(encodePcrPayload(pcr0), signer.algorithm, (toBeSigned) =>
+      signer.sign(Buffer.from(toBeSigned.buffer, toBeSigned.byteOffset, toBeSigned.byteLength)),
     )
+  } catch (err) {
+    if (err instanceof CoseSignerFailedError) {
+      throw new EifSignerFailedError('the signer failed to sign PCR0', { cause: err.cause })
+    }
+    if (err instanceof CoseBadSignerOutputError) throw new EifSignerFailedError(err.message, { cause: err })
+    throw err
   }
-  const cose = encodeCoseSign1(protectedHeader, payload, signature)
   // nitro-cli stores the certificate as PEM text and both fields as arrays of byte integers.
   const pem = Buffer.from(certificate.toString(), 'utf8')
   return Buffer.from(
-    cborEncode([
+    encodeCbor([
       new Map<string, unknown>([
         ['signing_certificate', Array.from(pem)],
         ['signature', Array.from(cose)],
@@ -188,7 +187,7 @@ function byteArray(value: unknown): Buffer | undefined {
 export function decodeSignatureSection(bytes: Uint8Array, where: EifErrorLocation = {}): SignatureSection {
   let value: unknown
   try {
-    value = cborDecode(bytes)
+    value = decodeCbor(bytes, 'the signature section')
   } catch (cause) {
     throw new EifBadSignatureSectionError('the signature section is not valid CBOR', { ...where, cause })
   }
@@ -233,9 +232,19 @@ export function checkSignature(
   where: EifErrorLocation = {},
 ): EifSignatureCheck {
   const certificate = parseCertificate(section.certificate, where)
-  const decoded = decodeCoseSign1(section.signature)
-  if (typeof decoded === 'string') throw new EifBadSignatureSectionError(decoded, where)
-  const signatureValid = verifyCoseSign1(decoded, certificate.publicKey)
+  let decoded: CoseSign1
+  try {
+    decoded = decodeCoseSign1(section.signature)
+  } catch (cause) {
+    throw new EifBadSignatureSectionError((cause as Error).message, { ...where, cause })
+  }
+  if (decoded.algorithm === undefined) {
+    throw new EifBadSignatureSectionError(
+      `COSE_Sign1 algorithm ${String(decoded.algorithmId)} is not ES256 (-7), ES384 (-35) or ES512 (-36)`,
+      where,
+    )
+  }
+  const signatureValid = verifies(decoded, certificate.publicKey)
   const pcr0Matches = payloadMatches(decoded.payload, pcr0)
   const t = now.getTime()
   const certificateTimeValid = t >= Date.parse(certificate.validFrom) && t <= Date.parse(certificate.validTo)
@@ -256,10 +265,20 @@ export function checkSignature(
   return check
 }
 
+/** A certificate key that cannot check this algorithm (RSA, another curve) is a failed check. */
+function verifies(decoded: CoseSign1, key: KeyObject): boolean {
+  try {
+    return checkCoseSign1Signature(decoded, key)
+  } catch (err) {
+    if (err instanceof CoseError) return false
+    throw err
+  }
+}
+
 function payloadMatches(payload: Uint8Array, pcr0: Buffer): boolean {
   let value: unknown
   try {
-    value = cborDecode(payload)
+    value = decodeCbor(payload, 'the signed PCR0 record')
   } catch {
     return false
   }
