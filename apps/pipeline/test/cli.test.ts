@@ -1,0 +1,467 @@
+import { type ChildProcess, spawn } from 'node:child_process'
+import { createHash, randomBytes } from 'node:crypto'
+import {
+  existsSync,
+  mkdirSync,
+  readdirSync,
+  readFileSync,
+  symlinkSync,
+  truncateSync,
+  writeFileSync,
+} from 'node:fs'
+import { join } from 'node:path'
+import { makeTempDir, runCli, waitFor } from '@enclave/test-helpers'
+import { afterAll, beforeAll, describe, expect, it } from 'vitest'
+
+const bin = new URL('../dist/main.js', import.meta.url).pathname
+const temp = makeTempDir('pipeline-cli-')
+const env = { ...process.env, XDG_CONFIG_HOME: join(temp.path, 'cfg') }
+const sha = (path: string) => createHash('sha256').update(readFileSync(path)).digest('hex')
+const tempFiles = (dir: string) => readdirSync(dir).filter((name) => name.endsWith('.tmp'))
+
+interface Listener {
+  child: ChildProcess
+  stderr: () => string
+  /** The listener's first stdout line: the bound address and the key fingerprint. */
+  info: { listening: { port?: number }; fingerprint: string }
+  exited: Promise<number | null>
+}
+
+async function startListener(
+  args: string[],
+  cwd = temp.path,
+  extraEnv: NodeJS.ProcessEnv = {},
+): Promise<Listener> {
+  const child = spawn(process.execPath, [bin, 'listen', ...args], {
+    env: { ...env, ...extraEnv },
+    cwd,
+    stdio: ['ignore', 'pipe', 'pipe'],
+  })
+  let stdout = ''
+  let stderr = ''
+  child.stdout!.on('data', (chunk: Buffer) => {
+    stdout += chunk
+  })
+  child.stderr!.on('data', (chunk: Buffer) => {
+    stderr += chunk
+  })
+  const exited = new Promise<number | null>((resolve) => child.once('exit', (code) => resolve(code)))
+  await waitFor(() => stdout.includes('"listening"') || child.exitCode !== null, {
+    timeoutMs: 20_000,
+    what: 'the listener',
+  })
+  if (child.exitCode !== null) throw new Error(`listen exited ${child.exitCode}: ${stderr}`)
+  const info = JSON.parse(stdout.split('\n')[0]!)
+  return { child, stderr: () => stderr, info, exited }
+}
+
+afterAll(() => temp.remove())
+
+describe('pipeline (no server needed)', () => {
+  it('prints George and Pascal and exits 0', async () => {
+    const george = await runCli(bin, ['--george'])
+    const pascal = await runCli(bin, ['-p'])
+    expect(george.code).toBe(0)
+    expect(george.stdout).toContain('George')
+    expect(pascal.code).toBe(0)
+    expect(pascal.stdout).toContain('Pascal')
+    expect((await runCli(bin, ['-g'])).stdout).toBe(george.stdout)
+  })
+
+  it('--help lists the commands, the exit codes and what --allow-exec means', async () => {
+    const help = await runCli(bin, ['--help'])
+    expect(help.code).toBe(0)
+    for (const word of [
+      'listen',
+      'run',
+      'send-file',
+      'recv-file',
+      'send-dir',
+      'recv-dir',
+      'Exit codes',
+      '255',
+    ]) {
+      expect(help.stdout).toContain(word)
+    }
+    const listen = await runCli(bin, ['listen', '--help'])
+    expect(listen.stdout).toMatch(/--allow-exec[\s\S]*attestation/)
+  })
+
+  it('reports a missing address with its flags and config keys (exit 2)', async () => {
+    const result = await runCli(bin, ['run', '--dev', '--', 'true'], { env, cwd: temp.path })
+    expect(result.code).toBe(2)
+    expect(result.stderr).toMatch(/--addr .*"addr".*--cid .*--port .*"cid".*"port"/)
+  })
+
+  it('rejects an unknown flag and a missing explicit config file (exit 2)', async () => {
+    expect((await runCli(bin, ['run', '--bogus'], { env })).code).toBe(2)
+    const missing = await runCli(bin, ['-c', join(temp.path, 'nope.toml'), 'run', '--dev', '--', 'true'], {
+      env,
+    })
+    expect(missing.code).toBe(2)
+    expect(missing.stderr).toContain('nope.toml')
+  })
+
+  it('keygen writes an identity and prints its fingerprint', async () => {
+    const path = join(temp.path, 'keys', 'me.pem')
+    const made = await runCli(bin, ['keygen', '--identity', path], { env })
+    expect(made.code).toBe(0)
+    expect(made.stdout).toMatch(/^sha256:[0-9a-f]{64}\n$/)
+    const again = await runCli(bin, ['fingerprint', '--identity', path], { env })
+    expect(again.stdout).toBe(made.stdout)
+    expect((await runCli(bin, ['keygen', '--identity', path], { env })).code).toBe(2)
+  })
+})
+
+describe('the issue’s dev-mode example, verbatim', () => {
+  let listener: Listener
+  const sock = join(temp.path, 'p.sock')
+  const proot = join(temp.path, 'proot')
+  beforeAll(async () => {
+    mkdirSync(proot)
+    listener = await startListener(['--dev', '--addr', `unix://${sock}`, '--allow-exec', '--root', proot])
+  })
+  afterAll(async () => {
+    listener.child.kill('SIGTERM')
+    expect(await listener.exited).toBe(0)
+  })
+
+  it('run prints hi and exits 3', async () => {
+    const result = await runCli(
+      bin,
+      ['run', '--dev', '--addr', `unix://${sock}`, '--', 'sh', '-c', 'echo hi; exit 3'],
+      {
+        env,
+        cwd: temp.path,
+      },
+    )
+    expect(result.stdout).toBe('hi\n')
+    expect(result.code).toBe(3)
+  })
+
+  it('send-file lands as <root>/big.bin', async () => {
+    writeFileSync(join(temp.path, 'big.bin'), randomBytes(3 << 20))
+    const result = await runCli(
+      bin,
+      ['send-file', '--dev', '--addr', `unix://${sock}`, '--localpath', 'big.bin', '--remotepath', 'big.bin'],
+      { env, cwd: temp.path },
+    )
+    expect(result.code).toBe(0)
+    expect(sha(join(proot, 'big.bin'))).toBe(sha(join(temp.path, 'big.bin')))
+  })
+
+  it('run exits 128+N when the command dies by signal N, and 124 on timeout', async () => {
+    const killed = await runCli(
+      bin,
+      ['run', '--dev', '--addr', `unix://${sock}`, '--command', 'kill -KILL $$'],
+      { env },
+    )
+    expect(killed.code).toBe(137)
+    const slow = await runCli(
+      bin,
+      ['run', '--dev', '--addr', `unix://${sock}`, '--timeout', '0.3', '--', 'sleep', '30'],
+      {
+        env,
+      },
+    )
+    expect(slow.code).toBe(124)
+    const missing = await runCli(
+      bin,
+      ['run', '--dev', '--addr', `unix://${sock}`, '--', 'no-such-command-x'],
+      { env },
+    )
+    expect(missing.code).toBe(127)
+  })
+
+  it('forwards stdin with -i and variables with --env, and --no-wait prints the PID', async () => {
+    const echoed = await runCli(
+      bin,
+      [
+        'run',
+        '--dev',
+        '--addr',
+        `unix://${sock}`,
+        '-i',
+        '--env',
+        'GREETING=hey',
+        '--command',
+        'echo $GREETING; cat',
+      ],
+      { env, input: 'from stdin\n' },
+    )
+    expect(echoed.stdout).toBe('hey\nfrom stdin\n')
+    const detached = await runCli(
+      bin,
+      ['run', '--dev', '--addr', `unix://${sock}`, '--no-wait', '--', 'sleep', '0.1'],
+      {
+        env,
+      },
+    )
+    expect(detached.code).toBe(0)
+    expect(detached.stdout).toMatch(/^\d+\n$/)
+  })
+
+  it('reads cid/port/addr from the TOML config, and the command line wins over it', async () => {
+    const dir = join(temp.path, 'cfgcwd')
+    mkdirSync(join(dir, '.config'), { recursive: true })
+    writeFileSync(join(dir, '.config/pipeline.config.toml'), `addr = "unix://${sock}"\ndev = true\n`)
+    const fromFile = await runCli(bin, ['run', '--', 'echo', 'from-file'], { env, cwd: dir })
+    expect(fromFile.stdout).toBe('from-file\n')
+    writeFileSync(
+      join(dir, '.config/pipeline.config.toml'),
+      `addr = "unix://${dir}/wrong.sock"\ndev = true\ncid = 5\n`,
+    )
+    const overridden = await runCli(bin, ['run', '--addr', `unix://${sock}`, '--', 'echo', 'cli'], {
+      env,
+      cwd: dir,
+    })
+    expect(overridden.stdout).toBe('cli\n')
+    const wrong = await runCli(bin, ['run', '--', 'true'], { env, cwd: dir })
+    expect(wrong.code).toBe(255)
+  })
+
+  it('refuses a client with another key (exit 255) and a path that escapes (exit 1)', async () => {
+    const stranger = join(temp.path, 'stranger.pem')
+    await runCli(bin, ['keygen', '--identity', stranger], { env })
+    const dev = (await runCli(bin, ['fingerprint', '--dev'], { env })).stdout.trim()
+    const refused = await runCli(
+      bin,
+      ['run', '--addr', `unix://${sock}`, '--identity', stranger, '--server-key', dev, '--', 'true'],
+      { env },
+    )
+    expect(refused.code).toBe(255)
+    expect(refused.stderr).toContain('ENCLAVE_PIPELINE_UNAUTHORIZED')
+    const escaping = await runCli(
+      bin,
+      [
+        'send-file',
+        '--dev',
+        '--addr',
+        `unix://${sock}`,
+        '--localpath',
+        join(temp.path, 'big.bin'),
+        '--remotepath',
+        '../x',
+      ],
+      { env },
+    )
+    expect(escaping.code).toBe(1)
+    expect(escaping.stderr).toContain('outside the allowed folders')
+  })
+})
+
+describe('Sentient-style --cid/--port in dev mode (vsock as Unix sockets)', () => {
+  let listener: Listener
+  beforeAll(async () => {
+    // CID 16, never 1-3: if dev mode were off this would be a real vsock connection.
+    listener = await startListener(['--dev', '--port', '5123', '--allow-exec'], temp.path, {
+      ENCLAVE_VSOCK_DEV_CID: '16',
+    })
+  })
+  afterAll(async () => {
+    listener.child.kill('SIGTERM')
+    await listener.exited
+  })
+
+  it('connects with flags, and with cid and port from the config file', async () => {
+    const flags = await runCli(
+      bin,
+      ['run', '--dev', '--cid', '16', '--port', '5123', '--', 'echo', 'vsock'],
+      { env },
+    )
+    expect(flags.stdout).toBe('vsock\n')
+    const dir = join(temp.path, 'sentient-cfg')
+    mkdirSync(join(dir, '.config'), { recursive: true })
+    writeFileSync(join(dir, '.config/pipeline.config.toml'), 'cid = 16\nport = 5123\ndev = true\n')
+    const fromFile = await runCli(bin, ['run', '--', 'echo', 'config'], { env, cwd: dir })
+    expect(fromFile.stdout).toBe('config\n')
+    const onlyCid = await runCli(bin, ['run', '--dev', '--cid', '16', '--', 'true'], { env })
+    expect(onlyCid.code).toBe(2)
+    expect(onlyCid.stderr).toMatch(/--port .*"port"/)
+  })
+})
+
+describe('dev-mode attestation', () => {
+  let listener: Listener
+  const sock = join(temp.path, 'attest.sock')
+  beforeAll(async () => {
+    listener = await startListener(['--dev', '--attest', '--allow-exec', '--addr', `unix://${sock}`])
+  })
+  afterAll(async () => {
+    listener.child.kill('SIGTERM')
+    await listener.exited
+  })
+
+  it('runs after checking a dev-NSM document that binds the server key, and refuses wrong PCRs (255)', async () => {
+    const ok = await runCli(
+      bin,
+      ['run', '--dev', '--attest', '--addr', `unix://${sock}`, '--', 'echo', 'attested'],
+      { env },
+    )
+    expect(ok.stdout).toBe('attested\n')
+    expect(ok.code).toBe(0)
+    const wrong = await runCli(
+      bin,
+      [
+        'run',
+        '--dev',
+        '--attest',
+        '--expect-pcr',
+        `0=${'ab'.repeat(48)}`,
+        '--addr',
+        `unix://${sock}`,
+        '--',
+        'true',
+      ],
+      { env },
+    )
+    expect(wrong.code).toBe(255)
+    expect(wrong.stderr).toContain('pcr-mismatch')
+  })
+})
+
+describe('every command over tcp', () => {
+  let listener: Listener
+  let addr: string
+  const root = join(temp.path, 'tcproot')
+  beforeAll(async () => {
+    mkdirSync(root)
+    listener = await startListener(['--dev', '--addr', 'tcp://127.0.0.1:0', '--root', root])
+    addr = `tcp://127.0.0.1:${listener.info.listening.port}`
+  })
+  afterAll(async () => {
+    listener.child.kill('SIGINT')
+    expect(await listener.exited).toBe(0)
+  })
+
+  it('send-file, recv-file, send-dir, recv-dir', async () => {
+    const local = join(temp.path, 'tcp.bin')
+    writeFileSync(local, randomBytes(1 << 20))
+    const common = ['--dev', '--addr', addr]
+    expect(
+      (
+        await runCli(bin, ['send-file', ...common, '--localpath', local, '--remotepath', 'x/tcp.bin'], {
+          env,
+        })
+      ).code,
+    ).toBe(0)
+    const back = join(temp.path, 'tcp-back.bin')
+    expect(
+      (await runCli(bin, ['recv-file', ...common, '--localpath', back, '--remotepath', 'x/tcp.bin'], { env }))
+        .code,
+    ).toBe(0)
+    expect(sha(back)).toBe(sha(local))
+
+    const tree = join(temp.path, 'tree')
+    mkdirSync(join(tree, 'sub'), { recursive: true })
+    writeFileSync(join(tree, 'sub/f'), 'f')
+    symlinkSync('sub/f', join(tree, 'ln'))
+    expect(
+      (await runCli(bin, ['send-dir', ...common, '--localdir', tree, '--remotedir', 'tree'], { env })).code,
+    ).toBe(0)
+    const treeBack = join(temp.path, 'tree-back')
+    expect(
+      (await runCli(bin, ['recv-dir', ...common, '--localdir', treeBack, '--remotedir', 'tree'], { env }))
+        .code,
+    ).toBe(0)
+    expect(readFileSync(join(treeBack, 'ln'), 'utf8')).toBe('f')
+    // exec is off on this server
+    const run = await runCli(bin, ['run', ...common, '--', 'true'], { env })
+    expect(run.code).toBe(1)
+    expect(run.stderr).toContain('--allow-exec')
+  })
+})
+
+describe('a transfer killed midway', () => {
+  let listener: Listener
+  const sock = join(temp.path, 'kill.sock')
+  const root = join(temp.path, 'killroot')
+  beforeAll(async () => {
+    mkdirSync(root)
+    listener = await startListener(['--dev', '--addr', `unix://${sock}`, '--root', root])
+  })
+  afterAll(async () => {
+    listener.child.kill('SIGTERM')
+    await listener.exited
+  })
+
+  it('client killed during send-file: no destination, and the server removes its temp file', async () => {
+    const local = join(temp.path, 'huge.bin')
+    writeFileSync(local, '')
+    truncateSync(local, 256 << 20)
+    const child = spawn(
+      process.execPath,
+      [
+        bin,
+        'send-file',
+        '--dev',
+        '--addr',
+        `unix://${sock}`,
+        '--localpath',
+        local,
+        '--remotepath',
+        'huge.bin',
+      ],
+      { env, stdio: 'ignore' },
+    )
+    await waitFor(() => tempFiles(root).length > 0, { timeoutMs: 20_000, what: 'the upload to start' })
+    child.kill('SIGKILL')
+    await new Promise((resolve) => child.once('exit', resolve))
+    await waitFor(() => tempFiles(root).length === 0, { timeoutMs: 20_000, what: 'the server to clean up' })
+    expect(existsSync(join(root, 'huge.bin'))).toBe(false)
+  }, 60_000)
+
+  it('Ctrl-C during send-file exits 130 and leaves nothing behind', async () => {
+    const local = join(temp.path, 'huge-int.bin')
+    writeFileSync(local, '')
+    truncateSync(local, 256 << 20)
+    const child = spawn(
+      process.execPath,
+      [
+        bin,
+        'send-file',
+        '--dev',
+        '--addr',
+        `unix://${sock}`,
+        '--localpath',
+        local,
+        '--remotepath',
+        'int.bin',
+      ],
+      { env, stdio: 'ignore' },
+    )
+    const exited = new Promise<number | null>((resolve) => child.once('exit', (code) => resolve(code)))
+    await waitFor(() => tempFiles(root).length > 0, { timeoutMs: 20_000, what: 'the upload to start' })
+    child.kill('SIGINT')
+    expect(await exited).toBe(130)
+    await waitFor(() => tempFiles(root).length === 0, { timeoutMs: 20_000, what: 'the server to clean up' })
+    expect(existsSync(join(root, 'int.bin'))).toBe(false)
+  })
+
+  it('server killed during recv-file: the client fails with 255 and leaves no file', async () => {
+    const big = join(root, 'served.bin')
+    writeFileSync(big, '')
+    truncateSync(big, 256 << 20)
+    const downloads = join(temp.path, 'downloads')
+    mkdirSync(downloads)
+    const result = runCli(
+      bin,
+      [
+        'recv-file',
+        '--dev',
+        '--addr',
+        `unix://${sock}`,
+        '--localpath',
+        join(downloads, 'served.bin'),
+        '--remotepath',
+        'served.bin',
+      ],
+      { env, timeoutMs: 60_000 },
+    )
+    await waitFor(() => tempFiles(downloads).length > 0, { timeoutMs: 20_000, what: 'the download to start' })
+    listener.child.kill('SIGKILL')
+    const outcome = await result
+    expect(outcome.code).toBe(255)
+    expect(readdirSync(downloads)).toEqual([])
+  }, 60_000)
+})
