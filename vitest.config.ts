@@ -4,7 +4,7 @@ import { defineConfig } from 'vitest/config'
 // vitest.config.ts (or the defaults). Tests import from src, not dist.
 export default defineConfig({
   test: {
-    projects: ['packages/*', 'apps/*', 'tooling/test-helpers'],
+    projects: ['packages/*', 'apps/*', 'tooling/test-helpers', 'tooling/vm'],
     testTimeout: 30_000,
     hookTimeout: 30_000,
   },

@@ -6,6 +6,7 @@ import {
   listen,
   parseAddress,
   peerAddressOf,
+  serverAddressOf,
   type TransportAddress,
 } from '@enclave/vsock-transport'
 import {
@@ -409,6 +410,9 @@ function rejectOnAbort(signal: AbortSignal): Promise<never> {
 }
 
 function describeServer(server: Server, from: string | TransportAddress | Server): string {
+  // The transport knows what it bound, including the port the kernel chose for port 0 (vsock too).
+  const bound = serverAddressOf(server)
+  if (bound) return formatAddress(bound)
   let address: ReturnType<Server['address']> = null
   try {
     address = server.address()
