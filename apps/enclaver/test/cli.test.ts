@@ -46,8 +46,12 @@ beforeAll(async () => {
 })
 afterAll(() => rmSync(dir, { recursive: true, force: true }))
 
+// Every image here is an OCI layout or a docker archive; an engine reference by mistake must fail
+// (exit 5) rather than reach a real engine, which would pull from a registry.
+const NO_ENGINE = { DOCKER_HOST: 'unix:///nonexistent/enclaver-test/docker.sock' }
+
 const run = (args: string[], env: NodeJS.ProcessEnv = {}) =>
-  runCli(BIN, args, { cwd: dir, env: { ...process.env, ...env }, timeoutMs: 60_000 })
+  runCli(BIN, args, { cwd: dir, env: { ...process.env, ...NO_ENGINE, ...env }, timeoutMs: 60_000 })
 
 describe('enclaver CLI', () => {
   test('--help lists the commands; no command is a usage error (exit 2)', async () => {
@@ -57,6 +61,29 @@ describe('enclaver CLI', () => {
     expect(help.stdout).toContain('describe-eif')
     const bad = await run(['no-such-command'])
     expect(bad.code).toBe(2)
+    const build = await run(['build', '--help'])
+    expect(build.stdout).toContain('--pull')
+    expect(build.stdout).toContain('--no-pull')
+  })
+
+  test('an engine image with no engine exits 5 naming DOCKER_HOST, under --no-pull too', async () => {
+    writeFileSync(
+      join(dir, 'engine.yaml'),
+      manifest().replace(`oci:${join(dir, 'app')}`, 'enclave-test/not-here:v1'),
+    )
+    for (const extra of [[], ['--no-pull']]) {
+      const r = await run([
+        'build',
+        '--eif-only',
+        '-f',
+        'engine.yaml',
+        '--blobs',
+        join(dir, 'blobs'),
+        ...extra,
+      ])
+      expect(r.code).toBe(5)
+      expect(r.stderr).toContain(NO_ENGINE.DOCKER_HOST)
+    }
   })
 
   test('build --eif-only prints enclaver JSON; describe-eif agrees; a second build is byte-identical', async () => {
@@ -232,6 +259,7 @@ describe('enclaver CLI', () => {
       ['build', '--eif-only', '-f', '-', '--blobs', join(dir, 'blobs'), '-o', 'stdin.eif'],
       {
         cwd: dir,
+        env: { ...process.env, ...NO_ENGINE },
         input: manifest(),
         timeoutMs: 60_000,
       },

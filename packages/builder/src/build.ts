@@ -3,6 +3,7 @@ import { createEifWriter, type EifPcrs, type EifSigner } from '@enclave/eif'
 import type Docker from 'dockerode'
 import { type AmendInputs, amendConfig, amendmentLayer } from './amend.js'
 import { DEFAULT_BLOBS_DIR, readBlobs } from './blobs.js'
+import type { PullPolicy } from './engine.js'
 import { AbortedError, BuilderError, OutputFailedError } from './errors.js'
 import { LayerTree } from './flatten.js'
 import type { LayerSource } from './image.js'
@@ -32,8 +33,8 @@ export interface BuildEifOptions {
   readonly blobsDir?: string
   /** Adds enclaver's layer (manifest + odyn) and entrypoint. */
   readonly amend?: AmendInputs
-  /** Pull the image even when the engine has it. @default false */
-  readonly pull?: boolean
+  /** Engine images: `'never'`, `'missing'` (pull when absent) or `'always'`. @default 'missing' */
+  readonly pull?: PullPolicy
   /** Engine client; by default one for DOCKER_HOST. */
   readonly docker?: Docker
   /** Signs the EIF (adds PCR8). */
@@ -74,7 +75,7 @@ export async function buildEif(options: BuildEifOptions): Promise<BuildEifResult
   onProgress?.({ phase: 'resolve', done: 0, total: 0 })
   const image = await openImage(options.image, {
     ...(options.docker ? { docker: options.docker } : {}),
-    ...(options.pull ? { pull: true } : {}),
+    ...(options.pull ? { pull: options.pull } : {}),
     ...(options.tempDir ? { tempDir: options.tempDir } : {}),
   })
   try {

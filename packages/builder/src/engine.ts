@@ -32,29 +32,45 @@ async function pull(docker: Docker, name: string): Promise<void> {
 }
 
 /**
+ * When an engine image is pulled from its registry: `'never'` (only what the engine has; for tests
+ * and air-gapped builds), `'missing'` (pull only when absent, as enclaver does) or `'always'`.
+ */
+export type PullPolicy = 'never' | 'missing' | 'always'
+
+const PULL_POLICIES: readonly PullPolicy[] = ['never', 'missing', 'always']
+
+/**
  * Reads an image from a Docker engine: `docker save` streamed to a temporary file (uncompressed
- * layers, so it is read in place from then on), removed on close. With `pull`, pulls first;
- * otherwise pulls only when the image is not there (as enclaver does).
+ * layers, so it is read in place from then on), removed on close. Pulls as `pull` says.
  */
 export async function openEngineImage(
   name: string,
   ref: string,
-  { docker, pull: alwaysPull = false, tempDir }: { docker?: Docker; pull?: boolean; tempDir?: string } = {},
+  {
+    docker,
+    pull: policy = 'missing',
+    tempDir,
+  }: { docker?: Docker; pull?: PullPolicy; tempDir?: string } = {},
 ): Promise<ResolvedImage> {
+  if (!PULL_POLICIES.includes(policy))
+    throw new TypeError(`pull must be one of ${PULL_POLICIES.join(', ')}, got ${String(policy)}`)
   const client = await connectEngine(docker)
   const image = client.getImage(name)
   let info: Docker.ImageInspectInfo
   try {
-    if (alwaysPull) await pull(client, name)
+    if (policy === 'always') await pull(client, name)
     info = await image.inspect().catch(async (err: { statusCode?: number }) => {
-      if (err.statusCode !== 404 || alwaysPull) throw err
+      if (err.statusCode !== 404 || policy !== 'missing') throw err
       await pull(client, name)
       return image.inspect()
     })
   } catch (err) {
+    const status = (err as { statusCode?: number }).statusCode
     throw new ImageNotFoundError(
       ref,
-      `the engine at ${engineAddress()} has no such image and could not pull it: ${(err as Error).message}`,
+      policy === 'never' && status === 404
+        ? `the engine at ${engineAddress()} has no such image and pulling is off (pull: 'never'): pull or load it first, or allow pulling`
+        : `the engine at ${engineAddress()} has no such image and could not pull it: ${(err as Error).message}`,
       { cause: err },
     )
   }

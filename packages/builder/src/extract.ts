@@ -1,8 +1,6 @@
-import { createWriteStream } from 'node:fs'
-import { rename, unlink } from 'node:fs/promises'
-import { basename, dirname, join } from 'node:path'
 import { Readable } from 'node:stream'
 import { pipeline } from 'node:stream/promises'
+import { writeAtomically } from './atomic.js'
 import { ImageNotFoundError, OutputFailedError } from './errors.js'
 import { copyEntryData, LayerTree } from './flatten.js'
 import { type OpenImageOptions, openImage } from './open-image.js'
@@ -33,17 +31,16 @@ export async function extractImageFile(
     if (!hit || (hit.node.type !== 'file' && hit.node.type !== 'link'))
       throw new ImageNotFoundError(reference, `it has no regular file ${filePath}`)
     const [layerNo, index] = hit.dataKey.split(':').map(Number) as [number, number]
-    const temp = join(dirname(dest), `.${basename(dest)}.${process.pid}.tmp`)
     try {
-      await copyEntryData(
-        image.layers[layerNo]!,
-        index,
-        (body) => pipeline(Readable.from(body), createWriteStream(temp, { mode: hit.node.mode & 0o777 })),
-        options.signal,
+      await writeAtomically(dest, hit.node.mode & 0o777, (out) =>
+        copyEntryData(
+          image.layers[layerNo]!,
+          index,
+          (body) => pipeline(Readable.from(body), out),
+          options.signal,
+        ),
       )
-      await rename(temp, dest)
     } catch (err) {
-      await unlink(temp).catch(() => {})
       if ((err as { code?: string }).code?.startsWith('ENCLAVE_')) throw err
       throw new OutputFailedError(dest, err)
     }

@@ -21,7 +21,7 @@ export {
   type SourceInfo,
 } from './build.js'
 export { type CpioEntry, type CpioEntryType, CpioWriter, FIRST_INODE } from './cpio.js'
-export { connectEngine } from './engine.js'
+export { connectEngine, type PullPolicy } from './engine.js'
 export {
   AbortedError,
   BuilderError,

@@ -1,12 +1,13 @@
 import type Docker from 'dockerode'
 import { openDockerArchive } from './docker-archive.js'
-import { openEngineImage } from './engine.js'
+import { openEngineImage, type PullPolicy } from './engine.js'
 import { parseImageReference, type ResolvedImage } from './image.js'
 import { openOciLayout } from './oci-layout.js'
 
 export interface OpenImageOptions {
   readonly docker?: Docker
-  readonly pull?: boolean
+  /** Engine images only: when to pull from the registry. @default 'missing' */
+  readonly pull?: PullPolicy
   readonly tempDir?: string
   /** For multi-platform OCI indexes. @default 'amd64' */
   readonly architecture?: string

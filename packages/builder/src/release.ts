@@ -1,13 +1,14 @@
 import { createHash } from 'node:crypto'
 import { createReadStream, createWriteStream } from 'node:fs'
-import { mkdtemp, rename, rm, stat, unlink } from 'node:fs/promises'
+import { mkdtemp, rm, stat } from 'node:fs/promises'
 import { tmpdir } from 'node:os'
-import { basename, dirname, join } from 'node:path'
+import { join } from 'node:path'
 import { PassThrough, type Readable, type Writable } from 'node:stream'
 import { pipeline } from 'node:stream/promises'
 import type Docker from 'dockerode'
 import { pack } from 'tar-stream'
-import { connectEngine } from './engine.js'
+import { writeAtomically } from './atomic.js'
+import { connectEngine, type PullPolicy } from './engine.js'
 import { OutputFailedError } from './errors.js'
 import { GENERATED_MTIME } from './flatten.js'
 import type { LayerSource } from './image.js'
@@ -31,6 +32,8 @@ export interface ReleaseImageOptions {
   /** `created` of the new config and history entry, seconds. @default 0 */
   readonly sourceDateEpoch?: number
   readonly docker?: Docker
+  /** An engine base image: when to pull it. @default 'missing' */
+  readonly pull?: PullPolicy
   readonly tempDir?: string
 }
 
@@ -59,10 +62,14 @@ async function measure(open: () => Promise<Readable>): Promise<{ size: number; d
  * loaded into an engine.
  */
 export async function buildReleaseImage(options: ReleaseImageOptions): Promise<ReleaseImageResult> {
-  const work = await mkdtemp(join(options.tempDir ?? tmpdir(), 'enclaver-release-'))
   const base = await openImage(options.base, {
     ...(options.docker ? { docker: options.docker } : {}),
+    ...(options.pull ? { pull: options.pull } : {}),
     ...(options.tempDir ? { tempDir: options.tempDir } : {}),
+  })
+  const work = await mkdtemp(join(options.tempDir ?? tmpdir(), 'enclaver-release-')).catch(async (err) => {
+    await base.close()
+    throw err
   })
   try {
     // The extra layer, spooled to disk: its size and digest must be known before the outer tar entry.
@@ -127,13 +134,10 @@ export async function buildReleaseImage(options: ReleaseImageOptions): Promise<R
 
     let tarball: string | undefined
     if (options.tarball) {
-      const temp = join(dirname(options.tarball), `.${basename(options.tarball)}.${process.pid}.tmp`)
       try {
-        await pipeline(archive(), createWriteStream(temp))
-        await rename(temp, options.tarball)
+        await writeAtomically(options.tarball, 0o666, (out) => pipeline(archive(), out))
         tarball = options.tarball
       } catch (err) {
-        await unlink(temp).catch(() => {})
         throw new OutputFailedError(options.tarball, err)
       }
     }

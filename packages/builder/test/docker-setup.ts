@@ -1,5 +1,15 @@
 import { type ChildProcess, execFileSync, spawn } from 'node:child_process'
-import { existsSync, mkdtempSync, openSync, readFileSync, rmSync } from 'node:fs'
+import {
+  existsSync,
+  mkdirSync,
+  mkdtempSync,
+  openSync,
+  readdirSync,
+  readFileSync,
+  rmSync,
+  writeFileSync,
+} from 'node:fs'
+import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { setTimeout as sleep } from 'node:timers/promises'
 import Docker from 'dockerode'
@@ -34,8 +44,98 @@ function onPath(cmd: string): boolean {
 }
 
 /**
+ * One record per run that started a private dockerd, so a later run can clean up after a run that was
+ * SIGKILLed before its teardown (which leaves dockerd, its containerd and a netns mount behind).
+ */
+const RUNS_DIR = join(tmpdir(), 'enclave-builder-test-dockerd')
+
+interface RunRecord {
+  /** The vitest process that started dockerd, and its start time (guards against pid reuse). */
+  owner: number
+  ownerStart: string
+  dockerd: number
+  root: string
+}
+
+/** Field 22 of /proc/PID/stat (start time in clock ticks), or '' when the process is gone. */
+function startTime(pid: number): string {
+  try {
+    const stat = readFileSync(`/proc/${pid}/stat`, 'utf8')
+    return stat.slice(stat.lastIndexOf(')') + 2).split(' ')[19] ?? ''
+  } catch {
+    return ''
+  }
+}
+
+function cmdline(pid: number): string {
+  try {
+    return readFileSync(`/proc/${pid}/cmdline`, 'utf8').replaceAll('\0', ' ')
+  } catch {
+    return ''
+  }
+}
+
+/** Processes (dockerd, its containerd) whose command line names this run's private folder. */
+function processesUnder(root: string): number[] {
+  return readdirSync('/proc')
+    .filter((e) => /^\d+$/.test(e))
+    .map(Number)
+    .filter((pid) => pid !== process.pid && cmdline(pid).includes(root))
+}
+
+function unmountNetns(execRoot: string): void {
+  const netns = join(execRoot, 'netns', 'default')
+  if (existsSync(netns)) {
+    try {
+      execFileSync('umount', [netns], { stdio: 'ignore' })
+    } catch {}
+  }
+}
+
+/** Kills what runs whose vitest process is gone left behind; live runs (other engineers') are kept. */
+async function reapStaleRuns(): Promise<void> {
+  let names: string[]
+  try {
+    names = readdirSync(RUNS_DIR).filter((n) => n.endsWith('.json'))
+  } catch {
+    return
+  }
+  for (const name of names) {
+    const file = join(RUNS_DIR, name)
+    let run: RunRecord
+    try {
+      run = JSON.parse(readFileSync(file, 'utf8')) as RunRecord
+    } catch {
+      rmSync(file, { force: true })
+      continue
+    }
+    if (startTime(run.owner) === run.ownerStart) continue
+    if (!run.root.startsWith('/tmp/dkr-')) {
+      rmSync(file, { force: true })
+      continue
+    }
+    const pids = processesUnder(run.root)
+    for (const pid of pids) {
+      try {
+        process.kill(pid, 'SIGTERM')
+      } catch {}
+    }
+    for (let i = 0; i < 100 && pids.some((pid) => startTime(pid) !== ''); i++) await sleep(100)
+    for (const pid of pids) {
+      try {
+        process.kill(pid, 'SIGKILL')
+      } catch {}
+    }
+    unmountNetns(join(run.root, 'exec'))
+    rmSync(run.root, { recursive: true, force: true })
+    rmSync(file, { force: true })
+  }
+}
+
+/**
  * Finds a Docker engine for the engine tests, or starts a private one: `dockerd` with no bridge and no
- * iptables, everything under a temporary folder, stopped (SIGTERM) at the end of the run.
+ * iptables, everything under a temporary folder, stopped (SIGTERM) at the end of the run. A private
+ * dockerd left by an earlier run that was killed (its vitest process is gone) is stopped first.
  */
 export default async function setup(project: TestProject): Promise<() => Promise<void>> {
   const candidates = [process.env.DOCKER_HOST, 'unix:///var/run/docker.sock'].filter(
@@ -56,6 +156,7 @@ export default async function setup(project: TestProject): Promise<() => Promise
     )
     return async () => {}
   }
+  await reapStaleRuns()
   const root = mkdtempSync('/tmp/dkr-')
   const host = `unix://${join(root, 'docker.sock')}`
   const execRoot = join(root, 'exec')
@@ -82,19 +183,24 @@ export default async function setup(project: TestProject): Promise<() => Promise
   child.on('exit', () => {
     exited = true
   })
+  mkdirSync(RUNS_DIR, { recursive: true })
+  const record = join(RUNS_DIR, `${process.pid}.json`)
+  const run: RunRecord = {
+    owner: process.pid,
+    ownerStart: startTime(process.pid),
+    dockerd: child.pid ?? 0,
+    root,
+  }
+  writeFileSync(record, JSON.stringify(run))
   const stop = async () => {
     if (!exited) {
       child.kill('SIGTERM')
       for (let i = 0; i < 200 && !exited; i++) await sleep(100)
       if (!exited) child.kill('SIGKILL')
     }
-    const netns = join(execRoot, 'netns', 'default')
-    if (existsSync(netns)) {
-      try {
-        execFileSync('umount', [netns], { stdio: 'ignore' })
-      } catch {}
-    }
+    unmountNetns(execRoot)
     rmSync(root, { recursive: true, force: true })
+    rmSync(record, { force: true })
   }
   const deadline = Date.now() + 45_000
   while (Date.now() < deadline && !exited) {

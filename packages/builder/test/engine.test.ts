@@ -1,5 +1,5 @@
 import { createHash } from 'node:crypto'
-import { mkdtempSync, readFileSync, rmSync } from 'node:fs'
+import { existsSync, mkdtempSync, readFileSync, rmSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { Readable } from 'node:stream'
@@ -67,7 +67,13 @@ describe.skipIf(!host)('Docker engine source (dockerode, real dockerd)', () => {
 
   test('builds an EIF from an engine image end to end', async () => {
     const output = join(dir, 'engine.eif')
-    const result = await buildEif({ image: `${repo}:v1`, output, blobsDir: join(dir, 'blobs'), docker })
+    const result = await buildEif({
+      image: `${repo}:v1`,
+      output,
+      blobsDir: join(dir, 'blobs'),
+      docker,
+      pull: 'never',
+    })
     const inspect = await docker.getImage(`${repo}:v1`).inspect()
     expect(result.image.ID).toBe(inspect.Id)
     expect(result.image.Name).toBe(`${repo}:v1`)
@@ -80,13 +86,19 @@ describe.skipIf(!host)('Docker engine source (dockerode, real dockerd)', () => {
     expect(readFileSync(join(out, 'env'), 'utf8')).toContain('GREETING=hi\n')
     // The same image built twice through the engine gives the same bytes.
     const again = join(dir, 'engine2.eif')
-    await buildEif({ image: `${repo}:v1`, output: again, blobsDir: join(dir, 'blobs'), docker })
+    await buildEif({
+      image: `${repo}:v1`,
+      output: again,
+      blobsDir: join(dir, 'blobs'),
+      docker,
+      pull: 'never',
+    })
     expect(readFileSync(again).equals(readFileSync(output))).toBe(true)
   })
 
   test('release image: the base plus /enclave/{application.eif,enclaver.yaml}, as a tarball and loaded', async () => {
     const eif = join(dir, 'rel.eif')
-    await buildEif({ image: `${repo}:v1`, output: eif, blobsDir: join(dir, 'blobs'), docker })
+    await buildEif({ image: `${repo}:v1`, output: eif, blobsDir: join(dir, 'blobs'), docker, pull: 'never' })
     const target = `${repo}-release:v1`
     const tarball = join(dir, 'release.tar')
     const result = await buildReleaseImage({
@@ -97,6 +109,7 @@ describe.skipIf(!host)('Docker engine source (dockerode, real dockerd)', () => {
       tarball,
       load: docker,
       docker,
+      pull: 'never',
     })
     expect(result.base.Name).toBe(`${repo}:v1`)
     // The tarball is itself a readable image source with the EIF on top.
@@ -127,21 +140,52 @@ describe.skipIf(!host)('Docker engine source (dockerode, real dockerd)', () => {
     }
   })
 
-  test('an image the engine lacks (and cannot pull) is ImageNotFoundError', async () => {
+  test("an image the engine lacks, with pull: 'never', is ImageNotFoundError and nothing is pulled", async () => {
+    // 'never' keeps this test off the network: 'missing' would ask docker.io for it.
+    const missing = `${repo}:missing`
+    const err = await buildEif({
+      image: missing,
+      output: join(dir, 'no.eif'),
+      blobsDir: join(dir, 'blobs'),
+      docker,
+      pull: 'never',
+    }).catch((e: unknown) => e)
+    expect(err).toBeInstanceOf(ImageNotFoundError)
+    expect((err as ImageNotFoundError).code).toBe('ENCLAVE_BUILDER_IMAGE_NOT_FOUND')
+    expect((err as Error).message).toContain(`"${missing}"`)
+    expect((err as Error).message).toContain("pull: 'never'")
+    await expect(docker.getImage(missing).inspect()).rejects.toMatchObject({ statusCode: 404 })
+    expect(existsSync(join(dir, 'no.eif'))).toBe(false)
+  })
+
+  test("the sleeve base of a release image obeys pull: 'never' too", async () => {
+    const eif = join(dir, 'base.eif')
+    await buildEif({ image: `${repo}:v1`, output: eif, blobsDir: join(dir, 'blobs'), docker, pull: 'never' })
     await expect(
-      buildEif({
-        image: `${repo}:missing`,
-        output: join(dir, 'no.eif'),
-        blobsDir: join(dir, 'blobs'),
+      buildReleaseImage({
+        base: `${repo}:no-such-base`,
+        eifPath: eif,
+        manifestText: 'version: v1\n',
+        target: `${repo}-release:never`,
+        tarball: join(dir, 'never.tar'),
         docker,
+        pull: 'never',
       }),
     ).rejects.toBeInstanceOf(ImageNotFoundError)
+    expect(existsSync(join(dir, 'never.tar'))).toBe(false)
   })
 })
 
 test('no engine at the given socket is EngineUnavailableError', async () => {
   const docker = new Docker({ socketPath: '/nonexistent/docker.sock' })
   await expect(
-    buildEif({ image: 'anything:latest', output: '/tmp/never.eif', docker }),
+    buildEif({ image: 'anything:latest', output: '/tmp/never.eif', docker, pull: 'never' }),
   ).rejects.toBeInstanceOf(EngineUnavailableError)
+})
+
+test('an unknown pull policy is refused before any engine is asked', async () => {
+  const docker = new Docker({ socketPath: '/nonexistent/docker.sock' })
+  await expect(
+    buildEif({ image: 'anything:latest', output: '/tmp/never.eif', docker, pull: 'sometimes' as never }),
+  ).rejects.toThrow(/pull must be one of never, missing, always, got sometimes/)
 })

@@ -1,6 +1,7 @@
 import { readFileSync } from 'node:fs'
 import { describe, expect, test } from 'vitest'
 import * as api from '../src/index.js'
+import { PACKAGE_VERSION } from '../src/version.js'
 
 const README = readFileSync(new URL('../README.md', import.meta.url), 'utf8')
 const SRC = readFileSync(new URL('../src/errors.ts', import.meta.url), 'utf8')
@@ -29,5 +30,14 @@ describe('error codes', () => {
     expect(e.code).toBe('ENCLAVE_BUILDER_ENGINE_UNAVAILABLE')
     expect(e.cause).toBe(cause)
     expect(e.message).toMatch(/DOCKER_HOST/)
+  })
+})
+
+describe('version', () => {
+  test('PACKAGE_VERSION (the EIF metadata BuildToolVersion) is package.json version', () => {
+    const pkg = JSON.parse(readFileSync(new URL('../package.json', import.meta.url), 'utf8')) as {
+      version: string
+    }
+    expect(PACKAGE_VERSION).toBe(pkg.version)
   })
 })

@@ -144,3 +144,12 @@ export function writeFakeBlobs(dir: string): void {
     '#\n# Automatically generated file; DO NOT EDIT.\n# Linux/x86 4.14.256 Kernel Configuration\n',
   )
 }
+
+/** Runs `fn` and reports what happened, so a test asserts on both outcomes (never a bare try/catch). */
+export function outcome<T>(fn: () => T): { ok: true; value: T } | { ok: false; error: unknown } {
+  try {
+    return { ok: true, value: fn() }
+  } catch (error) {
+    return { ok: false, error }
+  }
+}

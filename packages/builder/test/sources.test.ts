@@ -1,19 +1,21 @@
 import { createHash } from 'node:crypto'
-import { mkdtempSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs'
+import { mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import fc from 'fast-check'
 import { afterEach, beforeEach, describe, expect, test } from 'vitest'
 import {
+  AbortedError,
   extractImageFile,
   ImageInvalidError,
   ImageNotFoundError,
   ImageReferenceError,
+  OutputFailedError,
   openImage,
   parseImageReference,
   type ResolvedImage,
 } from '../src/index.js'
-import { makeTar, writeDockerArchive, writeOciLayout } from './fixtures.js'
+import { makeTar, outcome, writeDockerArchive, writeOciLayout } from './fixtures.js'
 
 let dir: string
 beforeEach(() => {
@@ -56,11 +58,9 @@ describe('parseImageReference', () => {
   test('property: any string parses or fails with ImageReferenceError', () => {
     fc.assert(
       fc.property(fc.string(), (s) => {
-        try {
-          parseImageReference(s)
-        } catch (err) {
-          expect(err).toBeInstanceOf(ImageReferenceError)
-        }
+        const got = outcome(() => parseImageReference(s))
+        if (got.ok) expect(['engine', 'oci', 'docker-archive']).toContain(got.value.kind)
+        else expect(got.error).toBeInstanceOf(ImageReferenceError)
       }),
     )
   })
@@ -170,6 +170,52 @@ describe('extractImageFile', () => {
       extractImageFile(`oci:${join(dir, 'odyn')}`, '/usr/local/bin/nope', join(dir, 'x')),
     ).rejects.toBeInstanceOf(ImageNotFoundError)
     expect(readdirSync(dir).filter((n) => n.endsWith('.tmp'))).toEqual([])
+  })
+
+  test('concurrent extracts into one folder (even to one path) never share a temporary file', async () => {
+    // Big enough that the writes overlap; a shared temp name would mix them or lose a rename.
+    const a = Buffer.alloc(512 * 1024, 'a')
+    const b = Buffer.alloc(512 * 1024 + 7, 'b')
+    await writeOciLayout(join(dir, 'a'), { layers: [[{ name: 'bin/odyn', content: a, mode: 0o755 }]] })
+    await writeOciLayout(join(dir, 'b'), { layers: [[{ name: 'bin/odyn', content: b, mode: 0o755 }]] })
+    const out = join(dir, 'out')
+    mkdirSync(out)
+    const same = join(out, 'odyn')
+    const results = await Promise.allSettled([
+      extractImageFile(`oci:${join(dir, 'a')}`, '/bin/odyn', same),
+      extractImageFile(`oci:${join(dir, 'b')}`, '/bin/odyn', same),
+      extractImageFile(`oci:${join(dir, 'a')}`, '/bin/odyn', join(out, 'odyn-a')),
+      extractImageFile(`oci:${join(dir, 'b')}`, '/bin/odyn', join(out, 'odyn-b')),
+    ])
+    expect(results.map((r) => r.status)).toEqual(['fulfilled', 'fulfilled', 'fulfilled', 'fulfilled'])
+    const got = readFileSync(same)
+    expect(got.equals(a) || got.equals(b)).toBe(true)
+    expect(readFileSync(join(out, 'odyn-a')).equals(a)).toBe(true)
+    expect(readFileSync(join(out, 'odyn-b')).equals(b)).toBe(true)
+    expect(readdirSync(out).sort()).toEqual(['odyn', 'odyn-a', 'odyn-b'])
+  })
+
+  test('a failed extract leaves neither the destination nor a temporary file', async () => {
+    await writeOciLayout(join(dir, 'img'), { layers: [[{ name: 'bin/odyn', content: 'x', mode: 0o755 }]] })
+    const out = join(dir, 'out')
+    // The destination is a non-empty folder, so the final rename fails after the data was written.
+    mkdirSync(join(out, 'odyn', 'in-the-way'), { recursive: true })
+    await expect(
+      extractImageFile(`oci:${join(dir, 'img')}`, '/bin/odyn', join(out, 'odyn')),
+    ).rejects.toSatisfy(
+      (e: unknown) => e instanceof OutputFailedError && e.message.includes(join(out, 'odyn')),
+    )
+    expect(readdirSync(out)).toEqual(['odyn'])
+    expect(readdirSync(join(out, 'odyn'))).toEqual(['in-the-way'])
+    // An aborted extract likewise.
+    const aborted = new AbortController()
+    aborted.abort(new Error('stop'))
+    await expect(
+      extractImageFile(`oci:${join(dir, 'img')}`, '/bin/odyn', join(out, 'odyn2'), {
+        signal: aborted.signal,
+      }),
+    ).rejects.toBeInstanceOf(AbortedError)
+    expect(readdirSync(out)).toEqual(['odyn'])
   })
 })
 

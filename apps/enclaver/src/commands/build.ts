@@ -9,6 +9,7 @@ import {
   extractImageFile,
   InputMissingError,
   loadManifest,
+  type PullPolicy,
   type SourceInfo,
 } from '@enclave/builder'
 import { createPemSigner } from '@enclave/eif'
@@ -24,6 +25,7 @@ interface BuildFlags {
   eifOnly?: boolean
   output?: string
   blobs: string
+  /** true: --pull, false: --no-pull, undefined: neither. */
   pull?: boolean
   odyn?: string
   releaseTar?: string
@@ -56,6 +58,7 @@ async function resolveOdyn(
   manifestFile: string,
   scratch: string,
   signal: AbortSignal,
+  pull: PullPolicy,
 ): Promise<{ path: string; info: SourceInfo }> {
   const fileInfo = (path: string): { path: string; info: SourceInfo } => ({
     path,
@@ -77,6 +80,7 @@ async function resolveOdyn(
   }
   const extracted = await extractImageFile(source ?? DEFAULT_ODYN, ODYN_IN_IMAGE, join(scratch, 'odyn'), {
     signal,
+    pull,
   })
   return { path: extracted.path, info: extracted.image }
 }
@@ -101,6 +105,7 @@ export function registerBuild(program: Command, ctx: CommandContext): void {
     .option('-o, --output <file>', 'where to write the EIF (default with --eif-only: application.eif)')
     .option('--blobs <dir>', 'folder with bzImage, cmdline, init, nsm.ko', '/usr/share/nitro_enclaves/blobs')
     .option('--pull', 'pull the app image even when the engine has it')
+    .option('--no-pull', 'never pull: use only images the engine already has (offline builds)')
     .option('--odyn <file>', 'the odyn supervisor binary to install at /sbin/odyn')
     .option(
       '--release-tar <file>',
@@ -125,13 +130,22 @@ export function registerBuild(program: Command, ctx: CommandContext): void {
       const output = keepEif ? resolve(flags.output ?? 'application.eif') : join(scratch, 'application.eif')
       const bar = ctx.interactive ? createProgressBar() : undefined
       try {
-        const odyn = await resolveOdyn(flags.odyn, manifest.sources.odyn, flags.file, scratch, ctx.signal)
+        // Engine images are pulled when missing; --pull always pulls the app, --no-pull never pulls.
+        const pull: PullPolicy = flags.pull === false ? 'never' : 'missing'
+        const odyn = await resolveOdyn(
+          flags.odyn,
+          manifest.sources.odyn,
+          flags.file,
+          scratch,
+          ctx.signal,
+          pull,
+        )
         const result = await buildEif({
           image: manifest.sources.app,
           output,
           blobsDir: flags.blobs,
           amend: { manifestText: text, odynPath: odyn.path },
-          ...(flags.pull ? { pull: true } : {}),
+          pull: flags.pull === true ? 'always' : pull,
           ...(signer ? { signer } : {}),
           sourceDateEpoch: epoch,
           signal: ctx.signal,
@@ -153,6 +167,7 @@ export function registerBuild(program: Command, ctx: CommandContext): void {
             manifestText: text,
             target: manifest.target,
             sourceDateEpoch: epoch,
+            pull,
             ...(flags.releaseTar ? { tarball: resolve(flags.releaseTar) } : { load: true as const }),
           })
           sources.Sleeve = release.base
