@@ -54,6 +54,7 @@ interface Options {
   settleMs: number
   refreshMinutes: number
   maxFiles: number
+  allowCallerPublicKey?: boolean
 }
 
 async function main(argv: readonly string[]): Promise<number> {
@@ -87,6 +88,10 @@ async function main(argv: readonly string[]): Promise<number> {
       30,
     )
     .option('--max-files <n>', 'most files tracked', positive, 100_000)
+    .option(
+      '--allow-caller-public-key',
+      'let /attestation callers bind their own public_key (off: anyone could get a document for any key)',
+    )
     .exitOverride()
     .showHelpAfterError()
 
@@ -133,6 +138,7 @@ async function main(argv: readonly string[]): Promise<number> {
         httpPort: options.httpPort,
         dnsNames: options.dnsName.length > 0 ? options.dnsName : ['localhost'],
         refreshMs: options.refreshMinutes * 60_000,
+        allowCallerPublicKey: options.allowCallerPublicKey === true,
         files: options.watch
           ? {
               roots: options.watch,
@@ -150,6 +156,8 @@ async function main(argv: readonly string[]): Promise<number> {
     await nsm.close()
     return EXIT.failure
   }
+  if (options.allowCallerPublicKey)
+    logger.warn('--allow-caller-public-key: /attestation binds any caller key into genuine documents')
   logger.info({ https: server.httpsPort, http: server.httpPort, host: options.host }, 'listening')
 
   const signal = await new Promise<NodeJS.Signals>((resolve) => {

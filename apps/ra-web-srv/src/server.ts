@@ -21,6 +21,7 @@ import {
   fromHex,
   type Nsm,
   parseAttestationDocument,
+  taggedDigest,
   toHex,
 } from '@enclave/attestation'
 import type { Logger } from 'pino'
@@ -41,7 +42,20 @@ export interface RaWebServerOptions {
   /** How often the TLS credentials and the statement document are renewed, ms. */
   readonly refreshMs: number
   readonly files?: FileHashOptions
+  /**
+   * Let /attestation callers put their own public_key in the document. Off by default: it lets
+   * anyone obtain a genuine document for any key (the server's own bindings stay safe, being tagged
+   * in user_data, but verifiers that accept a bare public_key would not be).
+   */
+  readonly allowCallerPublicKey?: boolean
 }
+
+/**
+ * /attestation never forwards the caller's user_data: the document carries
+ * user_data = SHA-384(CLIENT_USER_DATA_TAG ‖ caller user_data (empty when absent)), so a caller can
+ * never obtain a document with one of the server's own tagged bindings (TLS key, statement key).
+ */
+export const CLIENT_USER_DATA_TAG = 'enclave-framework/ra-web-srv/client/v1'
 
 export interface RaWebServer {
   readonly httpsPort: number
@@ -165,10 +179,18 @@ export async function startRaWebServer(options: RaWebServerOptions, logger: Logg
   }
 
   async function attestation(params: Record<string, unknown>, res: ServerResponse): Promise<void> {
+    const publicKey = hexParam(params.public_key, 'public_key') ?? null
+    if (publicKey && !options.allowCallerPublicKey) {
+      throw new HttpError(
+        403,
+        'public_key is not accepted: this server does not bind caller keys (start it with --allow-caller-public-key)',
+      )
+    }
+    const userData = hexParam(params.user_data, 'user_data') ?? new Uint8Array(0)
     const doc = await nsm.getAttestationDocument({
       nonce: hexParam(params.nonce, 'nonce') ?? null,
-      userData: hexParam(params.user_data, 'user_data') ?? null,
-      publicKey: hexParam(params.public_key, 'public_key') ?? null,
+      userData: taggedDigest(CLIENT_USER_DATA_TAG, userData),
+      publicKey,
     })
     documents.inc()
     const format = params.format ?? 'cbor'

@@ -1,17 +1,27 @@
 import { type ChildProcess, execFileSync, spawn } from 'node:child_process'
+import { createHash, createPublicKey, generateKeyPairSync } from 'node:crypto'
 import { once } from 'node:events'
 import { mkdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs'
 import { join } from 'node:path'
+import * as tls from 'node:tls'
 import { fileURLToPath } from 'node:url'
 import {
+  type AttestationRequest,
+  AttestedPeerError,
+  connectAttested,
   createAttestationVerifier,
   createAttestedConnector,
+  createAttestedTlsCredentials,
   decodeCoseSign1,
+  type Nsm,
   parseAttestationDocument,
+  signCoseSign1,
+  toHex,
 } from '@enclave/attestation'
 import { makeTempDir, runCli, waitFor } from '@enclave/test-helpers'
 import { Agent, request } from 'undici'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
+import { verifyStatement } from '../src/statement.js'
 
 const BIN = fileURLToPath(new URL('../dist/main.js', import.meta.url))
 const PCR0 = 'ab'.repeat(48)
@@ -81,6 +91,10 @@ afterAll(async () => {
   temp.remove()
 })
 
+function sha384(tag: string, data: Uint8Array = new Uint8Array(0)): Uint8Array {
+  return new Uint8Array(createHash('sha384').update(tag).update(data).digest())
+}
+
 async function json(url: string, init: { method?: string; body?: unknown } = {}) {
   const res = await request(url, {
     method: (init.method ?? 'GET') as 'GET',
@@ -91,6 +105,132 @@ async function json(url: string, init: { method?: string; body?: unknown } = {})
   // biome-ignore lint/suspicious/noExplicitAny: JSON bodies are checked field by field by the assertions
   return { status: res.statusCode, body: (await res.body.json()) as Record<string, any> }
 }
+
+describe('an attacker using /attestation as a signing oracle for its own key', () => {
+  let open: { child: ChildProcess; http: string } | undefined
+  afterAll(async () => {
+    if (open && open.child.exitCode === null) {
+      open.child.kill('SIGKILL')
+      await once(open.child, 'exit')
+    }
+  })
+
+  /** A server started with --allow-caller-public-key, the most permissive setting. */
+  async function permissive(): Promise<string> {
+    if (open) return open.http
+    const child = spawn(
+      process.execPath,
+      [
+        BIN,
+        '--dev',
+        '--dev-dir',
+        join(temp.path, 'ca'),
+        '--dev-measurements',
+        join(temp.path, 'eif.json'),
+        '--https-port',
+        '0',
+        '--http-port',
+        '0',
+        '--allow-caller-public-key',
+      ],
+      { stdio: ['ignore', 'ignore', 'pipe'] },
+    )
+    let err = ''
+    child.stderr!.on('data', (d: Buffer) => {
+      err += d.toString()
+    })
+    const line = await waitFor(() => err.split('\n').find((l) => l.includes('"msg":"listening"')), {
+      timeoutMs: 30_000,
+      what: 'permissive server listening',
+    })
+    open = { child, http: `http://127.0.0.1:${(JSON.parse(line!) as { http: number }).http}` }
+    return open.http
+  }
+
+  /** An Nsm whose documents come from the server's /attestation: what any network caller can do. */
+  const oracle = (base: string): Nsm =>
+    ({
+      async getAttestationDocument(req: AttestationRequest = {}) {
+        const q = new URLSearchParams({ format: 'base64' })
+        if (req.publicKey) q.set('public_key', toHex(req.publicKey))
+        if (req.userData) q.set('user_data', toHex(req.userData))
+        if (req.nonce) q.set('nonce', toHex(req.nonce))
+        const res = await request(`${base}/attestation?${q}`)
+        const text = await res.body.text()
+        if (res.statusCode !== 200) throw new Error(`/attestation: ${res.statusCode} ${text}`)
+        return new Uint8Array(Buffer.from(text, 'base64'))
+      },
+    }) as unknown as Nsm
+
+  it('cannot forge a statement: the document for its key is refused by /verify/statement', async () => {
+    const { privateKey } = generateKeyPairSync('ec', { namedCurve: 'P-384' })
+    const spki = new Uint8Array(createPublicKey(privateKey).export({ type: 'spki', format: 'der' }))
+    const forged = signCoseSign1(
+      Buffer.from(
+        JSON.stringify({ path: '/etc/passwd', hash: '00'.repeat(64), algorithm: 'SHA3-512', size: 1 }),
+      ),
+      privateKey,
+      { algorithm: 'ES384' },
+    )
+    let document: Uint8Array | undefined
+    const tryForge = async (base: string) => {
+      // its best try: its own key, and the statement-key tag computed over it as user_data
+      document = await oracle(base).getAttestationDocument({
+        publicKey: spki,
+        userData: sha384('enclave-framework/ra-web-srv/statement-key/v1', spki),
+      })
+      return json(`${http}/verify/statement`, {
+        method: 'POST',
+        body: {
+          statement: Buffer.from(forged).toString('base64'),
+          document: Buffer.from(document).toString('base64'),
+        },
+      })
+    }
+    // the default server will not even bind the key
+    await expect(tryForge(http)).rejects.toThrow(/403/)
+    // a server allowing caller keys binds it, but the document does not make it the statement key
+    const check = await tryForge(await permissive())
+    expect(check.body.valid).toBe(false)
+    expect(check.body.failures.map((f: { reason: string }) => f.reason)).toEqual(['key-not-bound'])
+    // the document and signature are genuine: only the missing statement-key tag refuses it, and
+    // the documented weaker opt-in (a bare public_key) would accept the forgery
+    const verifier = createAttestationVerifier({
+      roots: [readFileSync(join(temp.path, 'ca', 'root.crt.pem'), 'utf8')],
+    })
+    expect(verifyStatement(forged, document!, verifier).ok).toBe(false)
+    expect(verifyStatement(forged, document!, verifier, undefined, { allowBarePublicKey: true }).ok).toBe(
+      true,
+    )
+  }, 60_000)
+
+  it('cannot impersonate the attested TLS server with a document for its own key', async () => {
+    const base = await permissive()
+    const verifier = createAttestationVerifier({
+      roots: [readFileSync(join(temp.path, 'ca', 'root.crt.pem'), 'utf8')],
+    })
+    // the tagged binding (the default) and a bare public_key: both documents are genuine
+    for (const binding of ['tagged', 'public_key'] as const) {
+      const creds = await createAttestedTlsCredentials({
+        nsm: oracle(base),
+        binding,
+        ipAddresses: ['127.0.0.1'],
+      })
+      expect(verifier.verify(creds.document, { pcrs: { 0: PCR0 } }).ok).toBe(true)
+      const server = tls.createServer({ key: creds.key, cert: creds.cert }, (s) => s.end('secrets?'))
+      server.listen(0, '127.0.0.1')
+      await once(server, 'listening')
+      const port = (server.address() as { port: number }).port
+      const err = await connectAttested(
+        { host: '127.0.0.1', port },
+        { verifier, policy: { pcrs: { 0: PCR0 } } },
+      ).catch((e: unknown) => e)
+      server.close()
+      expect(err).toBeInstanceOf(AttestedPeerError)
+      expect((err as AttestedPeerError).failures.map((f) => f.reason)).toEqual(['key-not-bound'])
+    }
+  }, 60_000)
+})
 
 describe('ra-web-srv (dev mode, the built bin)', () => {
   it('serves over attested HTTPS: the client checks the enclave PCRs before sending a request', async () => {
@@ -126,10 +266,11 @@ describe('ra-web-srv (dev mode, the built bin)', () => {
     const verifier = createAttestationVerifier({
       roots: [readFileSync(join(temp.path, 'ca', 'root.crt.pem'), 'utf8')],
     })
+    // the caller's user_data comes back domain-separated, never raw
     expect(
       verifier.verify(doc, {
         nonce: new Uint8Array([10, 11, 12]),
-        userData: Buffer.from('hello'),
+        userData: sha384('enclave-framework/ra-web-srv/client/v1', Buffer.from('hello')),
         pcrs: { 0: PCR0 },
       }).failures,
     ).toEqual([])
@@ -137,9 +278,14 @@ describe('ra-web-srv (dev mode, the built bin)', () => {
     expect(parseAttestationDocument(Buffer.from(await b64.body.text(), 'base64')).document.nonce).toEqual(
       new Uint8Array([1]),
     )
-    const view = await json(`${http}/attestation?public_key=beef&format=json`)
-    expect(view.body.decoded.public_key).toBe('beef')
+    const view = await json(`${http}/attestation?format=json`)
+    expect(view.body.decoded.public_key).toBeNull()
+    expect(view.body.decoded.user_data).toBe(toHex(sha384('enclave-framework/ra-web-srv/client/v1')))
     expect(view.body.decoded.pcrs['0']).toBe(PCR0)
+    // binding a caller's key is off by default
+    const refused = await json(`${http}/attestation?public_key=beef&format=json`)
+    expect(refused.status).toBe(403)
+    expect(refused.body.error).toMatch(/--allow-caller-public-key/)
   })
 
   it('hashes watched files with SHA3-512 (as openssl computes it), honouring .fsignore and --ignore', async () => {
@@ -190,6 +336,10 @@ describe('ra-web-srv (dev mode, the built bin)', () => {
     expect(payload).toMatchObject({ path, hash: body.hash, algorithm: 'SHA3-512' })
     const doc = parseAttestationDocument(Buffer.from(body.document, 'base64')).document
     expect(doc.publicKey?.length).toBeGreaterThan(0)
+    // the statement key is tagged as such in user_data
+    expect(toHex(doc.userData!)).toBe(
+      toHex(sha384('enclave-framework/ra-web-srv/statement-key/v1', doc.publicKey!)),
+    )
     const ok = await json(`${https}/verify/statement`, {
       method: 'POST',
       body: { statement: body.statement, document: body.document, pcrs: { 0: PCR0 } },

@@ -1,5 +1,6 @@
 // The /dev/nsm system calls, nothing else: open, the raw ioctl, close. Every function returns a
-// non-negative result or -errno and never throws; JavaScript builds the typed errors.
+// non-negative result or -errno (-EINVAL for bad arguments) and never throws; JavaScript builds
+// the typed errors.
 #include <errno.h>
 #include <fcntl.h>
 #include <node_api.h>
@@ -19,24 +20,30 @@ struct nsm_raw {
 };
 #define NSM_IOCTL_RAW _IOWR(0x0A, 0, struct nsm_raw)
 
-#define CHECK(call)                                                                                \
-  do {                                                                                             \
-    if ((call) != napi_ok) return NULL;                                                            \
-  } while (0)
-
 static napi_value make_int(napi_env env, int64_t value) {
   napi_value out;
   if (napi_create_int64(env, (int64_t)value, &out) != napi_ok) return NULL;
   return out;
 }
 
+// A failed N-API call (wrong argument type or count) is -EINVAL to JavaScript, never undefined.
+#define CHECK(call)                                                                                \
+  do {                                                                                             \
+    if ((call) != napi_ok) return make_int(env, -EINVAL);                                          \
+  } while (0)
+
+#define PATH_CAPACITY 4096
+
 // open(path, O_RDWR | O_CLOEXEC): fd or -errno.
 static napi_value nsm_open(napi_env env, napi_callback_info info) {
   size_t argc = 1;
   napi_value argv[1];
   CHECK(napi_get_cb_info(env, info, &argc, argv, NULL, NULL));
-  char path[4096];
+  char path[PATH_CAPACITY];
   size_t len = 0;
+  // measure first: napi would silently truncate a longer path, which could open another file
+  CHECK(napi_get_value_string_utf8(env, argv[0], NULL, 0, &len));
+  if (len >= sizeof(path)) return make_int(env, -ENAMETOOLONG);
   CHECK(napi_get_value_string_utf8(env, argv[0], path, sizeof(path), &len));
   int fd = open(path, O_RDWR | O_CLOEXEC);
   return make_int(env, fd < 0 ? -errno : fd);
@@ -98,6 +105,9 @@ static napi_value nsm_call(napi_env env, napi_callback_info info) {
   size_t req_len, res_len;
   CHECK(napi_get_buffer_info(env, argv[1], &req, &req_len));
   CHECK(napi_get_buffer_info(env, argv[2], &res, &res_len));
+  napi_valuetype callback_type;
+  CHECK(napi_typeof(env, argv[3], &callback_type));
+  if (callback_type != napi_function) return make_int(env, -EINVAL);
   call_t *c = calloc(1, sizeof(call_t));
   if (!c) return make_int(env, -ENOMEM);
   c->fd = fd;
@@ -112,6 +122,11 @@ static napi_value nsm_call(napi_env env, napi_callback_info info) {
       napi_create_string_utf8(env, "nsm_ioctl", NAPI_AUTO_LENGTH, &name) != napi_ok ||
       napi_create_async_work(env, NULL, name, call_execute, call_complete, c, &c->work) != napi_ok ||
       napi_queue_async_work(env, c->work) != napi_ok) {
+    // undo what was created, or the buffers stay pinned forever
+    if (c->work) napi_delete_async_work(env, c->work);
+    if (c->request_ref) napi_delete_reference(env, c->request_ref);
+    if (c->response_ref) napi_delete_reference(env, c->response_ref);
+    if (c->callback_ref) napi_delete_reference(env, c->callback_ref);
     free(c);
     return make_int(env, -ENOMEM);
   }
@@ -124,7 +139,10 @@ static napi_value init(napi_env env, napi_value exports) {
       {"call", NULL, nsm_call, NULL, NULL, NULL, napi_default, NULL},
       {"close", NULL, nsm_close, NULL, NULL, NULL, napi_default, NULL},
   };
-  CHECK(napi_define_properties(env, exports, sizeof(props) / sizeof(props[0]), props));
+  if (napi_define_properties(env, exports, sizeof(props) / sizeof(props[0]), props) != napi_ok) {
+    napi_throw_error(env, NULL, "enclave_nsm: cannot define the addon's functions");
+    return NULL;
+  }
   return exports;
 }
 

@@ -1,8 +1,13 @@
 /**
- * Attested TLS: the server's TLS key is bound into an attestation document (its SPKI DER as
- * public_key, or SHA-384 of it as user_data) and the document travels inside the self-signed
- * certificate, in a non-critical extension. A client accepts the peer only when the document
- * verifies under its policy and binds the very key of the certificate presented in the handshake.
+ * Attested TLS: the server's TLS key is bound into an attestation document and the document travels
+ * inside the self-signed certificate, in a non-critical extension. A client accepts the peer only
+ * when the document verifies under its policy and binds the very key of the certificate presented
+ * in the handshake.
+ *
+ * The binding is domain-separated: user_data = SHA-384("enclave-framework/attested-tls/v1" ‖ SPKI
+ * DER). A bare public_key (or untagged user_data) binding says only "some code in this enclave asked
+ * for a document with this key", which any enclave service that forwards caller fields to the NSM
+ * will do for anyone; the tag says "this enclave chose this key for its TLS server".
  */
 
 import { createHash, createPublicKey, X509Certificate } from 'node:crypto'
@@ -25,19 +30,41 @@ import { type Curve, generateEcKey, issueCertificate } from './x509-issue.js'
  */
 export const ATTESTATION_EXTENSION_OID = '1.3.6.1.3.5.1792.1'
 
-export type KeyBinding = 'public_key' | 'user_data'
+/** The domain-separation tag of the attested-TLS key binding (see taggedDigest). */
+export const ATTESTED_TLS_BINDING_TAG = 'enclave-framework/attested-tls/v1'
+
+/**
+ * - 'tagged': user_data = SHA-384(ATTESTED_TLS_BINDING_TAG ‖ SPKI DER). The default, and the only
+ *   binding a verifier accepts unless told otherwise.
+ * - 'public_key': SPKI DER in public_key. Weaker: also matches a document that an enclave service
+ *   obtained for a caller-chosen key (e.g. an /attestation endpoint forwarding public_key).
+ * - 'user_data': SHA-384(SPKI DER), or the SPKI itself (Evervault) in user_data. Weaker in the same
+ *   way; for interoperability only.
+ */
+export type KeyBinding = 'tagged' | 'public_key' | 'user_data'
+
+const BINDINGS: readonly KeyBinding[] = ['tagged', 'public_key', 'user_data']
+
+/** SHA-384(ASCII tag ‖ data): how an enclave binds data to one purpose in user_data. */
+export function taggedDigest(tag: string, data: Uint8Array): Uint8Array {
+  return new Uint8Array(createHash('sha384').update(Buffer.from(tag, 'ascii')).update(data).digest())
+}
 
 export interface AttestedTlsCredentialsOptions {
   /** Where documents come from: the device or the dev NSM. */
   nsm: Nsm
-  /** public_key: SPKI DER in public_key; user_data: SHA-384(SPKI DER) in user_data. @default 'public_key' */
+  /**
+   * tagged: SHA-384(ATTESTED_TLS_BINDING_TAG ‖ SPKI DER) in user_data; public_key: SPKI DER in
+   * public_key; user_data: SHA-384(SPKI DER) in user_data. The last two only for peers that
+   * explicitly accept the weaker bindings. @default 'tagged'
+   */
   binding?: KeyBinding
   /** @default 'P-256' */
   curve?: Curve
   /** Certificate subjectAltNames. @default ['localhost'] */
   dnsNames?: readonly string[]
   ipAddresses?: readonly string[]
-  /** Nonce to put in the document (only with the user_data binding, public_key otherwise). */
+  /** Nonce to put in the document. */
   nonce?: Uint8Array
   /** Certificate lifetime in ms; the document's own chain lives about 3 hours on Nitro. @default 3 hours */
   lifetimeMs?: number
@@ -55,19 +82,22 @@ export interface AttestedTlsCredentials {
 export async function createAttestedTlsCredentials(
   options: AttestedTlsCredentialsOptions,
 ): Promise<AttestedTlsCredentials> {
-  const binding = options.binding ?? 'public_key'
-  if (binding !== 'public_key' && binding !== 'user_data') {
-    throw new InvalidOptionError(`binding must be 'public_key' or 'user_data', got ${String(binding)}`)
+  const binding = options.binding ?? 'tagged'
+  if (!BINDINGS.includes(binding)) {
+    throw new InvalidOptionError(`binding must be one of ${BINDINGS.join(', ')}; got ${String(binding)}`)
   }
   const lifetime = options.lifetimeMs ?? 3 * 3600_000
   if (!Number.isFinite(lifetime) || lifetime <= 0)
     throw new InvalidOptionError('lifetimeMs must be a positive number')
   const key = await generateEcKey(options.curve ?? 'P-256')
   const spki = new Uint8Array(createPublicKey(key.privateKey).export({ type: 'spki', format: 'der' }))
+  const nonce = options.nonce ?? null
   const document = await options.nsm.getAttestationDocument(
-    binding === 'public_key'
-      ? { publicKey: spki, nonce: options.nonce ?? null }
-      : { userData: spkiDigest(spki), nonce: options.nonce ?? null },
+    binding === 'tagged'
+      ? { userData: taggedDigest(ATTESTED_TLS_BINDING_TAG, spki), nonce }
+      : binding === 'public_key'
+        ? { publicKey: spki, nonce }
+        : { userData: spkiDigest(spki), nonce },
   )
   const now = Date.now()
   const der = await issueCertificate({
@@ -85,7 +115,7 @@ export async function createAttestedTlsCredentials(
   return { key: key.privateKeyPem, cert: derToPem(der), document, spki }
 }
 
-/** The user_data binding: SHA-384 of the SubjectPublicKeyInfo DER. */
+/** The (untagged, weaker) user_data binding: SHA-384 of the SubjectPublicKeyInfo DER. */
 export function spkiDigest(spki: Uint8Array): Uint8Array {
   return new Uint8Array(createHash('sha384').update(spki).digest())
 }
@@ -119,14 +149,17 @@ export interface AttestedPeerOptions {
   verifier: AttestationVerifier
   /** Per-connection policy (PCRs, maxAgeMs...). */
   policy?: AttestationPolicy
-  /** Which binding to accept. @default either */
-  binding?: KeyBinding
+  /**
+   * Which bindings to accept. 'public_key' and 'user_data' are weaker (see KeyBinding): opt in only
+   * for peers you know never let a caller choose those document fields. @default ['tagged']
+   */
+  binding?: KeyBinding | readonly KeyBinding[]
 }
 
 /**
  * Checks a peer certificate (DER): it must carry an attestation document that verifies and binds
  * the certificate's own public key. Returns the verification result, with the binding failures
- * ('no-attestation', 'key-not-bound') added.
+ * ('no-attestation', 'key-not-bound') added. Throws InvalidOptionError only for a bad `binding`.
  */
 export function verifyAttestedCertificate(
   certDer: Uint8Array,
@@ -152,15 +185,17 @@ export function verifyAttestedCertificate(
   const document = attestationFromCertificate(certDer)
   if (!document)
     return fail({ reason: 'no-attestation', message: 'the peer certificate carries no attestation document' })
+  const accepted = acceptedBindings(options.binding)
   const result = options.verifier.verify(document, options.policy)
   const doc = result.document
-  const byKey = doc?.publicKey ? bytesEqual(doc.publicKey, spki) : false
-  // user_data: SHA-384(SPKI) as this package writes it, or the SPKI itself as Evervault does
-  const byData = doc?.userData
-    ? bytesEqual(doc.userData, spkiDigest(spki)) || bytesEqual(doc.userData, spki)
-    : false
-  const bound =
-    options.binding === 'public_key' ? byKey : options.binding === 'user_data' ? byData : byKey || byData
+  const matches: Record<KeyBinding, () => boolean> = {
+    tagged: () => !!doc?.userData && bytesEqual(doc.userData, taggedDigest(ATTESTED_TLS_BINDING_TAG, spki)),
+    public_key: () => !!doc?.publicKey && bytesEqual(doc.publicKey, spki),
+    // SHA-384(SPKI) as older versions of this package wrote it, or the SPKI itself as Evervault does
+    user_data: () =>
+      !!doc?.userData && (bytesEqual(doc.userData, spkiDigest(spki)) || bytesEqual(doc.userData, spki)),
+  }
+  const bound = accepted.some((b) => matches[b]())
   if (bound || !doc) return result
   return {
     ok: false,
@@ -170,11 +205,21 @@ export function verifyAttestedCertificate(
       ...result.failures,
       {
         reason: 'key-not-bound',
-        message: "the attestation document does not bind the TLS certificate's public key",
+        message:
+          "the attestation document does not bind the TLS certificate's public key " +
+          `with an accepted binding (${accepted.join(', ')})`,
       },
     ],
     verifiedAt: result.verifiedAt,
   }
+}
+
+function acceptedBindings(binding: AttestedPeerOptions['binding']): readonly KeyBinding[] {
+  const list = binding === undefined ? ['tagged' as const] : typeof binding === 'string' ? [binding] : binding
+  if (list.length === 0 || list.some((b) => !BINDINGS.includes(b))) {
+    throw new InvalidOptionError(`binding must list some of ${BINDINGS.join(', ')}; got ${String(binding)}`)
+  }
+  return list
 }
 
 function verifySocket(socket: tls.TLSSocket, options: AttestedPeerOptions): VerificationResult {
@@ -201,6 +246,7 @@ export function connectAttested(
   options: AttestedPeerOptions,
 ): Promise<tls.TLSSocket & { attestation: VerificationResult }> {
   return new Promise((resolve, reject) => {
+    acceptedBindings(options.binding) // a bad option rejects here, before any connection
     const socket = tls.connect({ ...connectOptions, rejectUnauthorized: false, session: undefined })
     const onError = (err: Error) => reject(err)
     socket.once('error', onError)
@@ -238,6 +284,7 @@ export function createAttestedConnector(
   options: AttestedPeerOptions & { timeoutMs?: number },
 ): AttestedConnector {
   const timeoutMs = options.timeoutMs ?? 10_000
+  acceptedBindings(options.binding)
   return (opts, callback) => {
     // SNI takes host names only, never IP literals
     const servername = opts.servername || (isIP(opts.hostname) ? undefined : opts.hostname)
@@ -280,6 +327,7 @@ export function createAttestedConnector(
 export function createAttestedCheckServerIdentity(
   options: AttestedPeerOptions,
 ): (host: string, cert: tls.PeerCertificate) => Error | undefined {
+  acceptedBindings(options.binding)
   return (host, cert) => {
     const result = verifyAttestedCertificate(new Uint8Array(cert.raw), options)
     if (!result.ok) return new AttestedPeerError(result.failures)

@@ -132,15 +132,18 @@ export class NsmUnavailableError extends AttestationError {
 }
 
 /** The error names the NSM device (or the dev NSM) answers with, as in aws-nitro-enclaves-nsm-api. */
-export type NsmErrorName =
-  | 'InvalidArgument'
-  | 'InvalidIndex'
-  | 'InvalidResponse'
-  | 'ReadOnlyIndex'
-  | 'InvalidOperation'
-  | 'BufferTooSmall'
-  | 'InputTooLarge'
-  | 'InternalError'
+export const NSM_ERROR_NAMES = Object.freeze([
+  'InvalidArgument',
+  'InvalidIndex',
+  'InvalidResponse',
+  'ReadOnlyIndex',
+  'InvalidOperation',
+  'BufferTooSmall',
+  'InputTooLarge',
+  'InternalError',
+] as const)
+
+export type NsmErrorName = (typeof NSM_ERROR_NAMES)[number]
 
 /** Base of the device's errors; `nsmError` is the device's own name for it. */
 export class NsmError extends AttestationError {

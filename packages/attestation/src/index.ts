@@ -11,6 +11,7 @@
 
 export {
   ATTESTATION_EXTENSION_OID,
+  ATTESTED_TLS_BINDING_TAG,
   type AttestedConnector,
   type AttestedPeerOptions,
   type AttestedTlsCredentials,
@@ -22,6 +23,7 @@ export {
   createAttestedTlsCredentials,
   type KeyBinding,
   spkiDigest,
+  taggedDigest,
   verifyAttestedCertificate,
 } from './attested-tls.js'
 export { fromHex, toHex } from './bytes.js'
@@ -49,6 +51,7 @@ export {
   DevCaError,
   InvalidOptionError,
   MalformedError,
+  NSM_ERROR_NAMES,
   NsmBufferTooSmallError,
   NsmError,
   type NsmErrorName,

@@ -5,7 +5,7 @@
  */
 
 import { decodeCbor, encodeCbor } from './cbor.js'
-import { MalformedError, type NsmErrorName } from './errors.js'
+import { MalformedError, NSM_ERROR_NAMES, type NsmErrorName } from './errors.js'
 
 /** Request: at most 4096 bytes encoded (NSM_REQUEST_MAX_SIZE). */
 export const NSM_REQUEST_MAX_SIZE = 0x1000
@@ -49,17 +49,6 @@ export type NsmResponse =
   | { readonly type: 'Attestation'; readonly document: Uint8Array }
   | { readonly type: 'GetRandom'; readonly random: Uint8Array }
   | { readonly type: 'Error'; readonly error: NsmErrorName | string }
-
-const ERROR_NAMES: readonly string[] = [
-  'InvalidArgument',
-  'InvalidIndex',
-  'InvalidResponse',
-  'ReadOnlyIndex',
-  'InvalidOperation',
-  'BufferTooSmall',
-  'InputTooLarge',
-  'InternalError',
-]
 
 const m = (entries: [string, unknown][]) => new Map(entries)
 
@@ -228,7 +217,10 @@ export function decodeNsmResponse(bytes: Uint8Array): NsmResponse {
       return { type: name }
     case 'Error': {
       if (typeof body !== 'string') throw new MalformedError(`${what}: Error must carry an error-code name`)
-      return { type: 'Error', error: ERROR_NAMES.includes(body) ? (body as NsmErrorName) : body }
+      return {
+        type: 'Error',
+        error: (NSM_ERROR_NAMES as readonly string[]).includes(body) ? (body as NsmErrorName) : body,
+      }
     }
     case 'DescribeNSM': {
       const f = fields(body, what)

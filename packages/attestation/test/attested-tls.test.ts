@@ -1,3 +1,4 @@
+import { createHash } from 'node:crypto'
 import { once } from 'node:events'
 import { createServer as createHttpsServer } from 'node:https'
 import type { AddressInfo } from 'node:net'
@@ -9,6 +10,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import { derToPem, pemToDer } from '../src/bytes.js'
 import {
   ATTESTATION_EXTENSION_OID,
+  ATTESTED_TLS_BINDING_TAG,
   AttestedPeerError,
   type AttestedTlsCredentials,
   attestationFromCertificate,
@@ -21,6 +23,7 @@ import {
   type DevNsm,
   parseAttestationDocument,
   spkiDigest,
+  taggedDigest,
   toHex,
   verifyAttestedCertificate,
 } from '../src/index.js'
@@ -57,10 +60,17 @@ async function tlsServer(key: string, cert: string): Promise<{ port: number; rec
 const verifier = () => createAttestationVerifier({ roots: [nsm.rootCertificatePem] })
 
 describe('attested TLS credentials', () => {
-  it('carry a document that binds the certificate key (public_key by default, SHA-384 in user_data on request)', async () => {
+  it('carry a document that binds the certificate key (tagged SHA-384 in user_data by default; weaker bindings on request)', async () => {
     const doc = attestationFromCertificate(pemToDer(creds.cert)!)
     expect(doc && toHex(doc)).toBe(toHex(creds.document))
-    expect(toHex(parseAttestationDocument(creds.document).document.publicKey!)).toBe(toHex(creds.spki))
+    const tagged = parseAttestationDocument(creds.document).document
+    expect(tagged.publicKey).toBeNull()
+    expect(toHex(tagged.userData!)).toBe(
+      toHex(createHash('sha384').update(ATTESTED_TLS_BINDING_TAG).update(creds.spki).digest()),
+    )
+    expect(toHex(taggedDigest(ATTESTED_TLS_BINDING_TAG, creds.spki))).toBe(toHex(tagged.userData!))
+    const byKey = await createAttestedTlsCredentials({ nsm, binding: 'public_key' })
+    expect(toHex(parseAttestationDocument(byKey.document).document.publicKey!)).toBe(toHex(byKey.spki))
     const byData = await createAttestedTlsCredentials({ nsm, binding: 'user_data', curve: 'P-384' })
     const parsed = parseAttestationDocument(byData.document).document
     expect(parsed.publicKey).toBeNull()
@@ -123,6 +133,38 @@ describe('connectAttested (node:tls)', () => {
     )
     expect((e2 as AttestedPeerError).code).toBe('ENCLAVE_ATTESTATION_UNATTESTED_PEER')
     expect((e2 as AttestedPeerError).failures.map((f) => f.reason)).toEqual(['key-not-bound'])
+  })
+
+  it('refuses the weaker bindings (bare public_key, untagged user_data) unless the client opts in', async () => {
+    // what a service forwarding caller fields to the NSM hands anyone: a genuine document for their key
+    for (const binding of ['public_key', 'user_data'] as const) {
+      const weak = await createAttestedTlsCredentials({ nsm, binding, ipAddresses: ['127.0.0.1'] })
+      const { port } = await tlsServer(weak.key, weak.cert)
+      const err = await connectAttested({ host: '127.0.0.1', port }, { verifier: verifier() }).catch(
+        (e: unknown) => e,
+      )
+      expect((err as AttestedPeerError).failures.map((f) => f.reason)).toEqual(['key-not-bound'])
+      const optedIn = await connectAttested(
+        { host: '127.0.0.1', port },
+        { verifier: verifier(), binding: ['tagged', binding] },
+      )
+      expect(optedIn.attestation.ok).toBe(true)
+      optedIn.destroy()
+      const der = pemToDer(weak.cert)!
+      expect(verifyAttestedCertificate(der, { verifier: verifier() }).failures.map((f) => f.reason)).toEqual([
+        'key-not-bound',
+      ])
+      expect(verifyAttestedCertificate(der, { verifier: verifier(), binding }).ok).toBe(true)
+    }
+    // and the tagged credentials are refused by a client that accepts only a weaker binding
+    expect(
+      verifyAttestedCertificate(pemToDer(creds.cert)!, { verifier: verifier(), binding: 'public_key' }).ok,
+    ).toBe(false)
+    // a bad binding option is a typed error, not a silent "accept anything"
+    expect(() => createAttestedConnector({ verifier: verifier(), binding: [] })).toThrow(/binding must list/)
+    await expect(
+      connectAttested({ host: '127.0.0.1', port: 1 }, { verifier: verifier(), binding: 'x' as 'tagged' }),
+    ).rejects.toMatchObject({ code: 'ENCLAVE_ATTESTATION_INVALID_OPTION' })
   })
 
   it('refuses a dev document when the verifier pins the AWS root (untrusted-root)', async () => {
@@ -213,6 +255,12 @@ describe('interoperability with real attested-TLS certificates (Evervault, SAN-c
     })
     expect(result.failures).toEqual([])
     expect(result.ok).toBe(true)
+    // untagged: refused by default
+    const byDefault = verifyAttestedCertificate(der, {
+      verifier: createAttestationVerifier(),
+      policy: { at },
+    })
+    expect(byDefault.failures.map((f) => f.reason)).toEqual(['key-not-bound'])
     // its public_key is null: requiring the public_key binding refuses it
     const strict = verifyAttestedCertificate(der, {
       verifier: createAttestationVerifier(),
@@ -244,7 +292,9 @@ describe('fuzz: certificates handed to the attested-TLS check', () => {
         // self-signature, which the attested check does not rely on)
         accepted++
         expect(toHex(attestationFromCertificate(input)!)).toBe(toHex(creds.document))
-        expect(toHex(result.document!.publicKey!)).toBe(toHex(creds.spki))
+        expect(toHex(result.document!.userData!)).toBe(
+          toHex(taggedDigest(ATTESTED_TLS_BINDING_TAG, creds.spki)),
+        )
       } else {
         expect(result.failures.length).toBeGreaterThan(0)
       }

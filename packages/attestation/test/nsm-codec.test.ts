@@ -5,6 +5,7 @@ import {
   encodeNsmRequest,
   encodeNsmResponse,
   MalformedError,
+  NSM_ERROR_NAMES,
   type NsmRequest,
   type NsmResponse,
   toHex,
@@ -88,17 +89,7 @@ describe('NSM response codec', () => {
   })
 
   it('decodes every device error name, and keeps an unknown one as text', () => {
-    for (const name of [
-      'InvalidArgument',
-      'InvalidIndex',
-      'InvalidResponse',
-      'ReadOnlyIndex',
-      'InvalidOperation',
-      'BufferTooSmall',
-      'InputTooLarge',
-      'InternalError',
-      'Future',
-    ]) {
+    for (const name of [...NSM_ERROR_NAMES, 'Future']) {
       expect(decodeNsmResponse(encodeNsmResponse({ type: 'Error', error: name }))).toEqual({
         type: 'Error',
         error: name,
