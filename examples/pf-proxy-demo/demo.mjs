@@ -27,28 +27,57 @@ function startProxy(args) {
   })
   children.push(child)
   const lines = []
+  const other = [] // stderr lines that are not JSON logs (e.g. Node warnings): shown, not parsed
   let buffered = ''
+  // Resolves once stderr is fully read and the process is gone (never rejects).
+  const closed = new Promise((resolve) => child.once('close', (code, signal) => resolve([code, signal])))
   return new Promise((resolve, reject) => {
+    child.stderr.setEncoding('utf8')
     child.stderr.on('data', (chunk) => {
       buffered += chunk
       for (let nl = buffered.indexOf('\n'); nl >= 0; nl = buffered.indexOf('\n')) {
-        const line = JSON.parse(buffered.slice(0, nl))
+        const text = buffered.slice(0, nl)
         buffered = buffered.slice(nl + 1)
+        const line = parseLogLine(text)
+        if (!line) {
+          if (text.trim()) {
+            other.push(text)
+            process.stderr.write(`[pf-proxy ${args[0]}] ${text}\n`)
+          }
+          continue
+        }
         lines.push(line)
-        if (line.msg === 'pf-proxy ready') resolve({ child, lines, listen: line.listen })
+        if (line.msg === 'pf-proxy ready')
+          resolve({ name: args[0], child, lines, closed, listen: line.listen })
       }
     })
-    child.once('exit', (code) =>
-      reject(new Error(`pf-proxy ${args[0]} exited with ${code} before it was ready`)),
-    )
+    child.once('exit', (code, signal) => {
+      const said = other.length > 0 ? `: ${other.slice(-3).join(' | ')}` : ''
+      reject(new Error(`pf-proxy ${args[0]} exited with ${code ?? signal} before it was ready${said}`))
+    })
   })
 }
 
-async function stopProxy({ child, lines }) {
+/** A JSON log line as an object, or undefined for anything else. */
+function parseLogLine(text) {
+  try {
+    const value = JSON.parse(text)
+    return value !== null && typeof value === 'object' ? value : undefined
+  } catch {
+    return undefined
+  }
+}
+
+/** SIGTERM, wait for the drain, and return the stats of its "stopped" log line. */
+async function stopProxy({ name, child, lines, closed }) {
   child.kill('SIGTERM')
-  const [code] = await once(child, 'exit')
-  if (code !== 0) throw new Error(`pf-proxy exited with ${code}`)
-  return lines.find((line) => line.msg === 'stopped')?.stats
+  const [code, signal] = await closed
+  if (code !== 0) throw new Error(`pf-proxy ${name} exited with ${code ?? signal}, expected 0`)
+  const stats = lines.find((line) => line.msg === 'stopped')?.stats
+  if (!stats || typeof stats.bytesIn !== 'number' || typeof stats.bytesOut !== 'number') {
+    throw new Error(`pf-proxy ${name} exited without logging its "stopped" line with byte counts`)
+  }
+  return stats
 }
 
 /** One client connection: sends `payload`, half-closes, reads the echo until the end. */

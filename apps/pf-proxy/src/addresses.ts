@@ -49,32 +49,69 @@ function parseUri(flag: string, text: string): TransportAddress {
   }
 }
 
+type Rule = { list: BlockList; port: number | undefined }
+type Family = 'ipv4' | 'ipv6'
+
 /**
- * The `--allow` list of vsock-to-ip-transparent. Entries: `CIDR`, `IP`, `IP:PORT`, `CIDR:PORT`
- * (IPv6 in brackets when a port follows: `[fd00::/8]:443`).
+ * Destinations --allow-any still refuses (they must be listed in --allow by name): loopback and
+ * "this host" (0.0.0.0 and :: dial this machine), link-local, and the cloud metadata services
+ * (169.254.169.254 is in 169.254.0.0/16; fd00:ec2::254 is EC2's IPv6 one).
+ */
+const SENSITIVE: readonly { list: BlockList; kind: string }[] = (
+  [
+    ['127.0.0.0', 8, 'ipv4', 'loopback'],
+    ['0.0.0.0', 8, 'ipv4', 'this-host'],
+    ['169.254.169.254', 32, 'ipv4', 'cloud metadata'],
+    ['169.254.0.0', 16, 'ipv4', 'link-local'],
+    ['::1', 128, 'ipv6', 'loopback'],
+    ['::', 128, 'ipv6', 'this-host'],
+    ['fe80::', 10, 'ipv6', 'link-local'],
+    ['fd00:ec2::254', 128, 'ipv6', 'cloud metadata'],
+  ] as const
+).map(([network, prefix, family, kind]) => {
+  const list = new BlockList()
+  list.addSubnet(network, prefix, family)
+  return { list, kind }
+})
+
+/**
+ * The destination policy of vsock-to-ip-transparent. `--allow` entries: `CIDR`, `IP`, `IP:PORT`,
+ * `CIDR:PORT` (IPv6 in brackets when a port follows: `[fd00::/8]:443`). With `allowAny`, any
+ * other destination is admitted too, except loopback, link-local and metadata addresses, which
+ * only an --allow entry admits.
  */
 export class Allowlist {
-  readonly #rules: { list: BlockList; port: number | undefined }[] = []
+  readonly #rules: Rule[] = []
+  readonly #allowAny: boolean
 
-  constructor(flag: string, entries: readonly string[]) {
+  constructor(flag: string, entries: readonly string[], { allowAny = false }: { allowAny?: boolean } = {}) {
     for (const entry of entries) this.#rules.push(parseRule(flag, entry))
+    this.#allowAny = allowAny
   }
 
   get size(): number {
     return this.#rules.length
   }
 
-  /** Throws DestinationDeniedError unless some rule admits `host:port`. */
+  get allowAny(): boolean {
+    return this.#allowAny
+  }
+
+  /** Throws DestinationDeniedError unless the policy admits `host:port`. */
   check(host: string, port: number): void {
-    const family = isIP(host) === 6 ? 'ipv6' : 'ipv4'
+    // BlockList matches IPv4-mapped IPv6 (::ffff:127.0.0.1) against IPv4 subnets and back.
+    const family: Family = isIP(host) === 6 ? 'ipv6' : 'ipv4'
     for (const rule of this.#rules) {
       if ((rule.port === undefined || rule.port === port) && rule.list.check(host, family)) return
     }
-    throw new DestinationDeniedError(family === 'ipv6' ? `[${host}]:${port}` : `${host}:${port}`)
+    const shown = family === 'ipv6' ? `[${host}]:${port}` : `${host}:${port}`
+    if (!this.#allowAny) throw new DestinationDeniedError(shown)
+    const sensitive = SENSITIVE.find(({ list }) => list.check(host, family))
+    if (sensitive) throw new DestinationDeniedError(shown, sensitive.kind)
   }
 }
 
-function parseRule(flag: string, entry: string): { list: BlockList; port: number | undefined } {
+function parseRule(flag: string, entry: string): Rule {
   const bad = (why: string): never => {
     throw new UsageError(
       `${flag} ${JSON.stringify(entry)}: ${why}; expected CIDR, IP, IP:PORT or CIDR:PORT (IPv6 with a port as [fd00::/8]:443)`,

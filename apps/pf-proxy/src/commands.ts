@@ -52,10 +52,10 @@ export function startTool(spec: ToolSpec, common: CommonSettings, logger: Logger
     case 'ip-to-vsock-transparent':
       return forward({ ...base, from: spec.ipAddr, to: sendOriginalDestination(spec.vsockAddr) }, { logger })
     case 'vsock-to-ip-transparent':
-      if (spec.allow.size === 0) {
+      if (spec.allow.allowAny) {
         logger.warn(
           { listen: spec.vsockAddr },
-          'no --allow list: this proxy dials whatever destination a peer names in its header; restrict it with --allow CIDR[:PORT]',
+          '--allow-any: this proxy dials any destination a peer names in its header, except loopback, link-local and metadata addresses not listed in --allow',
         )
       }
       return forward({ ...base, from: spec.vsockAddr, to: dialHeaderDestination(spec.allow) }, { logger })
@@ -102,7 +102,7 @@ function dialHeaderDestination(allow: Allowlist): Resolver {
       },
       { signal, maxBytes: 64 },
     )
-    if (allow.size > 0) allow.check(value.host, value.port)
+    allow.check(value.host, value.port)
     const host = value.family === 6 ? `[${value.host}]` : value.host
     return { address: `tcp://${host}:${value.port}`, preamble: rest }
   }

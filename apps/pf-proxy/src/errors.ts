@@ -22,12 +22,17 @@ export class UsageError extends PfProxyError {
   }
 }
 
-/** vsock-to-ip-transparent: the header asked for a destination outside `--allow`. */
+/**
+ * vsock-to-ip-transparent: the header asked for a destination outside `--allow` (or, with
+ * --allow-any, a loopback, link-local or metadata address not listed in `--allow`).
+ */
 export class DestinationDeniedError extends PfProxyError {
-  constructor(destination: string) {
+  constructor(destination: string, sensitiveKind?: string) {
     super(
       'ENCLAVE_PF_PROXY_DESTINATION_DENIED',
-      `destination ${destination} is not in the --allow list; add it with --allow if it is meant to be reachable`,
+      sensitiveKind === undefined
+        ? `destination ${destination} is not in the --allow list; add it with --allow if it is meant to be reachable`
+        : `destination ${destination} is a ${sensitiveKind} address, refused even with --allow-any; add it with --allow if it is meant to be reachable`,
     )
     this.name = 'DestinationDeniedError'
   }

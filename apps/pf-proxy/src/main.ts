@@ -1,3 +1,4 @@
+import { createRequire } from 'node:module'
 import type { Tunnel } from '@enclave/tunnel'
 import type { TransportAddress } from '@enclave/vsock-transport'
 import { Command, CommanderError, InvalidArgumentError, Option } from 'commander'
@@ -5,6 +6,9 @@ import { Allowlist, parseIpAddr, parseVsockAddr, parseVsockTarget, type VsockTar
 import { type CommonSettings, startTool, type ToolSpec } from './commands.js'
 import { EXIT, exitCodeOf, UsageError } from './errors.js'
 import { createLogger, LOG_LEVELS, type LogLevel, levelFromRustLog } from './logger.js'
+
+// package.json sits one level above both src/main.ts and the built dist/main.js.
+const VERSION = (createRequire(import.meta.url)('../package.json') as { version: string }).version
 
 interface Chosen {
   spec: ToolSpec
@@ -94,7 +98,7 @@ const vsockAddrOption = (): Option =>
 function buildProgram(choose: (chosen: Chosen) => void): Command {
   const program = new Command('pf-proxy')
     .description("Port-forwarding proxies between TCP and vsock (Sentient's pf-proxy tools)")
-    .version('0.1.0')
+    .version(VERSION)
     .exitOverride()
     .showSuggestionAfterError()
     .addHelpText('after', ADDRESS_HELP)
@@ -160,21 +164,31 @@ function buildProgram(choose: (chosen: Chosen) => void): Command {
       .addOption(
         new Option(
           '--allow <cidr[:port]>',
-          'only dial destinations in this CIDR, IP or IP:PORT (repeatable); without it any destination is dialled',
+          'dial only destinations in this CIDR, IP or IP:PORT (repeatable); required unless --allow-any',
         )
           .argParser((value: string, previous: string[] | undefined) => [...(previous ?? []), value])
           .default([]),
       )
-      .action((flags: CommonFlags & { vsockAddr: TransportAddress; allow: string[] }) =>
+      .option(
+        '--allow-any',
+        'dial any destination the header names, except loopback, link-local (169.254.0.0/16, fe80::/10) and metadata (169.254.169.254, fd00:ec2::254) addresses, which only --allow admits',
+      )
+      .action((flags: CommonFlags & { vsockAddr: TransportAddress; allow: string[]; allowAny?: boolean }) => {
+        // Least privilege: a peer must not be able to make this host dial anything by default.
+        if (flags.allow.length === 0 && !flags.allowAny) {
+          throw new UsageError(
+            'vsock-to-ip-transparent dials the destination each peer names in its header: restrict it with --allow CIDR[:PORT] (repeatable), or pass --allow-any to dial any destination except loopback, link-local and metadata addresses',
+          )
+        }
         pick(
           {
             tool: 'vsock-to-ip-transparent',
             vsockAddr: flags.vsockAddr,
-            allow: new Allowlist('--allow', flags.allow),
+            allow: new Allowlist('--allow', flags.allow, { allowAny: flags.allowAny === true }),
           },
           flags,
-        ),
-      ),
+        )
+      }),
   )
   addCommon(
     program

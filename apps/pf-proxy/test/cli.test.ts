@@ -1,4 +1,5 @@
 import { once } from 'node:events'
+import { readFileSync } from 'node:fs'
 import net from 'node:net'
 import { join } from 'node:path'
 import { encodeOriginalDestination } from '@enclave/protocol'
@@ -67,6 +68,22 @@ describe('pf-proxy --help and usage errors', () => {
     const result = await runCli(BIN, args)
     expect(result.code).toBe(2)
     expect(result.stderr).toContain(named)
+  })
+
+  it('vsock-to-ip-transparent refuses to start without --allow or --allow-any (exit 2, naming both)', async () => {
+    const result = await runCli(BIN, ['vsock-to-ip-transparent', '-v', '3:5000'])
+    expect(result.code).toBe(2)
+    expect(result.stderr).toContain('--allow CIDR[:PORT]')
+    expect(result.stderr).toContain('--allow-any')
+    const help = await runCli(BIN, ['vsock-to-ip-transparent', '--help'])
+    expect(help.stdout).toMatch(/--allow-any[\s\S]*169\.254\.169\.254/)
+  })
+
+  it('--version prints the version in package.json', async () => {
+    const { version } = JSON.parse(readFileSync(new URL('../package.json', import.meta.url), 'utf8'))
+    const result = await runCli(BIN, ['--version'])
+    expect(result.code).toBe(0)
+    expect(result.stdout.trim()).toBe(version)
   })
 
   it('exits 3 when it cannot listen', async () => {
@@ -153,8 +170,8 @@ describe('pf-proxy in dev mode (Unix sockets stand in for vsock)', () => {
     const dir = tempDir()
     const target = await echo()
     const socketPath = join(dir, 'tp.sock')
-    const tp = await proxy(['vsock-to-ip-transparent', '-v', `unix://${socketPath}`])
-    expect(tp.lines.some((line) => line.msg.includes('no --allow list'))).toBe(true)
+    const tp = await proxy(['vsock-to-ip-transparent', '-v', `unix://${socketPath}`, '--allow', '127.0.0.1'])
+    expect(tp.lines.some((line) => line.msg.includes('--allow-any'))).toBe(false)
     const header = encodeOriginalDestination({ host: '127.0.0.1', port: target.port })
     const reply = await exchange(
       { path: socketPath },
@@ -175,7 +192,6 @@ describe('pf-proxy in dev mode (Unix sockets stand in for vsock)', () => {
       '--allow',
       `127.0.0.1:${allowed.port}`,
     ])
-    expect(tp.lines.some((line) => line.msg.includes('no --allow list'))).toBe(false)
     const deniedReply = await exchange(
       { path: socketPath },
       Buffer.concat([encodeOriginalDestination({ host: '127.0.0.1', port: denied.port }), Buffer.from('x')]),
@@ -198,11 +214,54 @@ describe('pf-proxy in dev mode (Unix sockets stand in for vsock)', () => {
     expect(reply.toString()).toBe('ok')
   })
 
+  it('--allow-any refuses loopback and metadata destinations unless --allow lists them', async () => {
+    const dir = tempDir()
+    const listed = await echo()
+    const unlisted = await echo()
+    const socketPath = join(dir, 'tp.sock')
+    const tp = await proxy([
+      'vsock-to-ip-transparent',
+      '-v',
+      `unix://${socketPath}`,
+      '--allow-any',
+      '--allow',
+      `127.0.0.1:${listed.port}`,
+    ])
+    expect(tp.lines.some((line) => line.msg.includes('--allow-any'))).toBe(true)
+    const failures = () =>
+      tp.lines.filter((line) => line.msg === 'connection failed') as { err?: { message?: string } }[]
+    // Refused before any dial: the check runs on the header, so nothing is sent to these addresses.
+    const refused = [
+      { host: '169.254.169.254', port: 80, kind: 'cloud metadata' },
+      { host: 'fd00:ec2::254', port: 80, kind: 'cloud metadata' },
+      { host: '127.0.0.1', port: unlisted.port, kind: 'loopback' },
+      { host: '::ffff:127.0.0.1', port: unlisted.port, kind: 'loopback' },
+    ]
+    for (const [i, { host, port, kind }] of refused.entries()) {
+      const reply = await exchange(
+        { path: socketPath },
+        Buffer.concat([encodeOriginalDestination({ host, port }), Buffer.from('x')]),
+      )
+      expect(reply.length, host).toBe(0)
+      await waitFor(() => failures().length > i, { what: `the refusal of ${host} to be logged` })
+      expect(failures()[i]?.err?.message, host).toMatch(new RegExp(`${kind}.*refused even with --allow-any`))
+    }
+    expect(unlisted.accepted(), 'a refused destination was dialled').toBe(0)
+    const reply = await exchange(
+      { path: socketPath },
+      Buffer.concat([
+        encodeOriginalDestination({ host: '127.0.0.1', port: listed.port }),
+        Buffer.from('listed'),
+      ]),
+    )
+    expect(reply.toString()).toBe('listed')
+  })
+
   it('vsock-to-ip-transparent drops a malformed header and serves the next connection', async () => {
     const dir = tempDir()
     const target = await echo()
     const socketPath = join(dir, 'tp.sock')
-    const tp = await proxy(['vsock-to-ip-transparent', '-v', `unix://${socketPath}`])
+    const tp = await proxy(['vsock-to-ip-transparent', '-v', `unix://${socketPath}`, '--allow', '127.0.0.1'])
     const bad = await exchange({ path: socketPath }, Buffer.from([0x07, 1, 2, 3, 4, 5, 6, 7, 8]))
     expect(bad.length).toBe(0)
     await waitFor(() => tp.lines.find((line) => line.msg === 'connection failed'), {

@@ -104,9 +104,16 @@ export async function exchange(options: net.NetConnectOpts, data: Buffer | strin
 }
 
 /** A TCP echo server on 127.0.0.1:0 that keeps half-close. */
-export async function echoServer(): Promise<{ port: number; close: () => Promise<void> }> {
+export async function echoServer(): Promise<{
+  port: number
+  /** Connections accepted so far. */
+  accepted: () => number
+  close: () => Promise<void>
+}> {
   const sockets = new Set<net.Socket>()
+  let accepted = 0
   const server = net.createServer({ allowHalfOpen: true }, (socket) => {
+    accepted += 1
     sockets.add(socket)
     socket.on('error', () => {})
     socket.on('close', () => sockets.delete(socket))
@@ -116,6 +123,7 @@ export async function echoServer(): Promise<{ port: number; close: () => Promise
   await once(server, 'listening')
   return {
     port: (server.address() as net.AddressInfo).port,
+    accepted: () => accepted,
     close: () => {
       for (const socket of sockets) socket.destroy()
       return new Promise((resolve) => server.close(() => resolve()))

@@ -1,5 +1,4 @@
 import { execFileSync, spawn } from 'node:child_process'
-import { once } from 'node:events'
 import { join } from 'node:path'
 import { makeTempDir, waitFor } from '@enclave/test-helpers'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
@@ -103,9 +102,25 @@ describe('transparent proxying through iptables REDIRECT in network namespaces (
         `require('node:net').createServer({ allowHalfOpen: true }, (s) => { s.on('error', () => {}); s.pipe(s) })
            .listen(${ECHO_PORT}, '10.99.0.1', () => console.log('ready'))`,
       ],
-      { stdio: ['ignore', 'pipe', 'inherit'] },
+      { stdio: ['ignore', 'pipe', 'pipe'] },
     )
-    await once(echo.stdout!, 'data')
+    // Ready line, or the reason it died (a hang here would only say "hook timed out").
+    const echoProcess = echo
+    let echoStderr = ''
+    echoProcess.stderr!.on('data', (chunk: Buffer) => {
+      echoStderr += chunk
+    })
+    await new Promise<void>((resolve, reject) => {
+      echoProcess.stdout!.once('data', () => resolve())
+      echoProcess.once('error', reject)
+      echoProcess.once('close', (code, signal) =>
+        reject(
+          new Error(
+            `the echo server exited (${code ?? signal}) before it was ready: ${echoStderr.trim() || '(no stderr)'}`,
+          ),
+        ),
+      )
+    })
 
     const parent = ['ip', 'netns', 'exec', PARENT]
     const enclave = ['ip', 'netns', 'exec', ENCLAVE]

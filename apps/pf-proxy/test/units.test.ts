@@ -35,6 +35,54 @@ describe('--allow', () => {
   )
 })
 
+describe('--allow-any', () => {
+  const any = new Allowlist('--allow', [], { allowAny: true })
+
+  it.each([
+    ['8.8.8.8', 53],
+    ['10.1.2.3', 80],
+    ['2001:db8::1', 443],
+    ['169.253.255.255', 80],
+    ['fec0::1', 80],
+  ])('admits %s:%i', (host, port) => {
+    expect(() => any.check(host, port)).not.toThrow()
+  })
+
+  it.each([
+    ['169.254.169.254', 80, 'cloud metadata'],
+    ['169.254.0.1', 80, 'link-local'],
+    ['fd00:ec2::254', 80, 'cloud metadata'],
+    ['fe80::1', 22, 'link-local'],
+    ['febf::1', 22, 'link-local'],
+    ['127.0.0.1', 8080, 'loopback'],
+    ['127.255.0.9', 8080, 'loopback'],
+    ['::1', 8080, 'loopback'],
+    ['::ffff:127.0.0.1', 8080, 'loopback'],
+    ['::ffff:169.254.169.254', 80, 'cloud metadata'],
+    ['0.0.0.0', 8080, 'this-host'],
+    ['::', 8080, 'this-host'],
+  ])('still denies %s:%i (%s) with a message naming --allow-any and --allow', (host, port, kind) => {
+    expect(() => any.check(host, port)).toThrow(errors.DestinationDeniedError)
+    expect(() => any.check(host, port)).toThrow(
+      new RegExp(`${kind} address, refused even with --allow-any.*--allow`),
+    )
+  })
+
+  it('admits a sensitive address only when --allow lists it (address and port)', () => {
+    const listed = new Allowlist('--allow', ['127.0.0.1:8080', '169.254.169.254'], { allowAny: true })
+    expect(() => listed.check('127.0.0.1', 8080)).not.toThrow()
+    expect(() => listed.check('169.254.169.254', 80)).not.toThrow()
+    expect(() => listed.check('127.0.0.1', 8081)).toThrow(/loopback/)
+    expect(() => listed.check('169.254.169.253', 80)).toThrow(/link-local/)
+  })
+
+  it('without --allow-any an empty list admits nothing', () => {
+    const none = new Allowlist('--allow', [])
+    expect(() => none.check('8.8.8.8', 53)).toThrow(/not in the --allow list/)
+    expect(none.allowAny).toBe(false)
+  })
+})
+
 describe('addresses', () => {
   it('reads Sentient forms and URIs', () => {
     expect(parseIpAddr('--ip-addr', '127.0.0.1:80')).toEqual({ scheme: 'tcp', host: '127.0.0.1', port: 80 })

@@ -2,10 +2,10 @@
 // throws for a failed system call: the JavaScript side builds the typed error and owns every fd.
 #define NAPI_VERSION 8
 #include <node_api.h>
+#include <uv.h>
 
 #include <errno.h>
 #include <fcntl.h>
-#include <poll.h>
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
@@ -195,98 +195,130 @@ static napi_value js_original_dst(napi_env env, napi_callback_info info) {
   return pair(env, bytes, make_int(env, ntohs(addr.sin_port)));
 }
 
-static napi_value js_shutdown(napi_env env, napi_callback_info info) {
-  uint32_t a[1];
-  if (get_args(env, info, 1, a, NULL) < 0) return NULL;
-  return make_int(env, shutdown((int)a[0], SHUT_RDWR) < 0 ? -errno : 0);
-}
-
 static napi_value js_close(napi_env env, napi_callback_info info) {
   uint32_t a[1];
   if (get_args(env, info, 1, a, NULL) < 0) return NULL;
   return make_int(env, close((int)a[0]) < 0 ? -errno : 0);
 }
 
-// waitConnected(fd, timeoutMs, callback): on the libuv thread pool, poll(POLLOUT) then SO_ERROR.
-// Only a connect in progress (EINPROGRESS) uses it; established sockets never touch the pool.
+// waitConnected(fd, callback) -> handle or -errno: waits for the connecting fd to become writable
+// ON THE EVENT LOOP (a uv_poll_t: no thread is held), then calls back with 0 or -errno (SO_ERROR).
+// cancelWait(handle) ends the wait early; the callback then gets -ECANCELED. The callback runs
+// only once the poll handle is closed, so JavaScript may close the fd from it, never before.
 typedef struct {
-  napi_async_work work;
+  uv_poll_t poll;
+  napi_env env;
   napi_ref callback;
+  napi_async_context context;
   int fd;
-  int timeout_ms;
   int result;
+  int closing;  // uv_close called: the result is final
+  int closed;   // the close callback ran
+  int unowned;  // the JavaScript handle was collected
 } wait_job;
 
-static void wait_execute(napi_env env, void* data) {
-  (void)env;
-  wait_job* job = data;
-  struct pollfd p = {.fd = job->fd, .events = POLLOUT, .revents = 0};
-  int r;
-  do {
-    r = poll(&p, 1, job->timeout_ms);
-  } while (r < 0 && errno == EINTR);
-  if (r < 0) {
-    job->result = -errno;
-    return;
-  }
-  if (r == 0) {
-    job->result = -ETIMEDOUT;
-    return;
-  }
-  int soerr = 0;
-  socklen_t len = sizeof(soerr);
-  if (getsockopt(job->fd, SOL_SOCKET, SO_ERROR, &soerr, &len) < 0) {
-    job->result = -errno;
-    return;
-  }
-  if (soerr != 0) {
-    job->result = -soerr;
-    return;
-  }
-  // Writable with no error but hung up (e.g. shut down to cancel): not connected.
-  job->result = (p.revents & (POLLHUP | POLLERR)) ? -ECONNABORTED : 0;
+// The job lives until both the poll handle is closed and the JavaScript handle is collected, so a
+// late cancelWait on a finished wait is a harmless no-op.
+static void wait_release(wait_job* job) {
+  if (job->closed && job->unowned) free(job);
 }
 
-static void wait_complete(napi_env env, napi_status status, void* data) {
+static void wait_collected(napi_env env, void* data, void* hint) {
+  (void)env;
+  (void)hint;
   wait_job* job = data;
-  napi_value callback, global, argv[1];
-  if (napi_get_reference_value(env, job->callback, &callback) == napi_ok &&
-      napi_get_global(env, &global) == napi_ok) {
-    argv[0] = make_int(env, status == napi_ok ? job->result : -ECANCELED);
-    napi_call_function(env, global, callback, 1, argv, NULL);
+  job->unowned = 1;
+  wait_release(job);
+}
+
+static void wait_closed(uv_handle_t* handle) {
+  wait_job* job = handle->data;
+  napi_env env = job->env;
+  napi_handle_scope scope;
+  if (napi_open_handle_scope(env, &scope) == napi_ok) {
+    napi_value callback, recv, argv[1];
+    if (napi_get_reference_value(env, job->callback, &callback) == napi_ok &&
+        napi_get_global(env, &recv) == napi_ok && (argv[0] = make_int(env, job->result)) != NULL) {
+      // make_callback (not call_function): runs the microtasks the callback queues, as libuv callbacks do.
+      if (napi_make_callback(env, job->context, recv, callback, 1, argv, NULL) == napi_pending_exception) {
+        napi_value error;
+        if (napi_get_and_clear_last_exception(env, &error) == napi_ok) napi_fatal_exception(env, error);
+      }
+    }
+    napi_close_handle_scope(env, scope);
   }
   napi_delete_reference(env, job->callback);
-  napi_delete_async_work(env, job->work);
-  free(job);
+  napi_async_destroy(env, job->context);
+  job->closed = 1;
+  wait_release(job);
 }
 
+static void wait_finish(wait_job* job, int result) {
+  if (job->closing) return;
+  job->closing = 1;
+  job->result = result;
+  uv_close((uv_handle_t*)&job->poll, wait_closed);
+}
+
+static void wait_ready(uv_poll_t* poll, int status, int events) {
+  (void)events;
+  wait_job* job = poll->data;
+  // libuv reports POLLERR as a status; SO_ERROR names the real cause (ECONNRESET, ETIMEDOUT, ...).
+  int soerr = 0;
+  socklen_t len = sizeof(soerr);
+  if (getsockopt(job->fd, SOL_SOCKET, SO_ERROR, &soerr, &len) < 0) soerr = errno;
+  wait_finish(job, soerr != 0 ? -soerr : status < 0 ? status : 0);
+}
+
+static void wait_abandoned(uv_handle_t* handle) { free(handle->data); }
+
 static napi_value js_wait_connected(napi_env env, napi_callback_info info) {
-  uint32_t a[2];
+  uint32_t a[1];
   napi_value callback = NULL;
-  if (get_args(env, info, 2, a, &callback) < 0) return NULL;
+  if (get_args(env, info, 1, a, &callback) < 0) return NULL;
   napi_valuetype type;
   if (callback == NULL || napi_typeof(env, callback, &type) != napi_ok || type != napi_function) {
     napi_throw_type_error(env, NULL, "vsock addon: waitConnected needs a callback");
     return NULL;
   }
+  uv_loop_t* loop;
+  CHECK(napi_get_uv_event_loop(env, &loop));
   wait_job* job = calloc(1, sizeof(*job));
   if (job == NULL) return make_int(env, -ENOMEM);
+  job->env = env;
   job->fd = (int)a[0];
-  job->timeout_ms = (int32_t)a[1];  // -1 (0xffffffff) means no limit
-  napi_value name;
+  int r = uv_poll_init(loop, &job->poll, job->fd);
+  if (r < 0) {  // nothing registered with the loop yet
+    free(job);
+    return make_int(env, r);
+  }
+  job->poll.data = job;
+  napi_value name, handle;
   if (napi_create_string_utf8(env, "vsockWaitConnected", NAPI_AUTO_LENGTH, &name) != napi_ok ||
-      napi_create_reference(env, callback, 1, &job->callback) != napi_ok) {
-    free(job);
-    napi_throw_error(env, NULL, "vsock addon: cannot queue waitConnected");
+      napi_create_reference(env, callback, 1, &job->callback) != napi_ok ||
+      napi_async_init(env, NULL, name, &job->context) != napi_ok ||
+      napi_create_external(env, job, wait_collected, NULL, &handle) != napi_ok) {
+    if (job->callback != NULL) napi_delete_reference(env, job->callback);
+    if (job->context != NULL) napi_async_destroy(env, job->context);
+    uv_close((uv_handle_t*)&job->poll, wait_abandoned);
+    napi_throw_error(env, NULL, "vsock addon: cannot start waitConnected");
     return NULL;
   }
-  if (napi_create_async_work(env, NULL, name, wait_execute, wait_complete, job, &job->work) != napi_ok ||
-      napi_queue_async_work(env, job->work) != napi_ok) {
-    napi_delete_reference(env, job->callback);
-    free(job);
-    napi_throw_error(env, NULL, "vsock addon: cannot queue waitConnected");
+  r = uv_poll_start(&job->poll, UV_WRITABLE, wait_ready);
+  if (r < 0) wait_finish(job, r);  // reported through the callback, like any other failure
+  return handle;
+}
+
+static napi_value js_cancel_wait(napi_env env, napi_callback_info info) {
+  napi_value argv[1];
+  size_t argc = 1;
+  void* data = NULL;
+  if (napi_get_cb_info(env, info, &argc, argv, NULL, NULL) != napi_ok || argc < 1 ||
+      napi_get_value_external(env, argv[0], &data) != napi_ok) {
+    napi_throw_type_error(env, NULL, "vsock addon: cancelWait needs a waitConnected handle");
     return NULL;
   }
+  wait_finish((wait_job*)data, -ECANCELED);
   return make_int(env, 0);
 }
 
@@ -297,13 +329,13 @@ static napi_value init(napi_env env, napi_value exports) {
       {"listen", NULL, js_listen, NULL, NULL, NULL, napi_enumerable, NULL},
       {"connect", NULL, js_connect, NULL, NULL, NULL, napi_enumerable, NULL},
       {"waitConnected", NULL, js_wait_connected, NULL, NULL, NULL, napi_enumerable, NULL},
+      {"cancelWait", NULL, js_cancel_wait, NULL, NULL, NULL, napi_enumerable, NULL},
       {"getsockname", NULL, js_getsockname, NULL, NULL, NULL, napi_enumerable, NULL},
       {"getpeername", NULL, js_getpeername, NULL, NULL, NULL, napi_enumerable, NULL},
       {"family", NULL, js_family, NULL, NULL, NULL, napi_enumerable, NULL},
       {"localCid", NULL, js_local_cid, NULL, NULL, NULL, napi_enumerable, NULL},
       {"originalDst", NULL, js_original_dst, NULL, NULL, NULL, napi_enumerable, NULL},
       {"setConnectTimeout", NULL, js_set_connect_timeout, NULL, NULL, NULL, napi_enumerable, NULL},
-      {"shutdown", NULL, js_shutdown, NULL, NULL, NULL, napi_enumerable, NULL},
       {"close", NULL, js_close, NULL, NULL, NULL, napi_enumerable, NULL},
   };
   if (napi_define_properties(env, exports, sizeof(props) / sizeof(props[0]), props) != napi_ok) return NULL;

@@ -17,8 +17,14 @@ export interface VsockAddon {
   listen(fd: number, backlog: number): number
   /** Non-blocking connect: 0, -EINPROGRESS, or -errno. */
   connect(fd: number, cid: number, port: number): number
-  /** On the libuv thread pool: poll(POLLOUT) up to timeoutMs (-1: no limit), then SO_ERROR; calls back with 0 or -errno. */
-  waitConnected(fd: number, timeoutMs: number, callback: (result: number) => void): void
+  /**
+   * On the event loop (a uv_poll_t, no thread): waits for the connecting fd to become writable, then
+   * calls back with 0 or -errno (SO_ERROR). Returns a handle for cancelWait, or -errno. The callback
+   * runs once the poll is closed: only then may the fd be closed.
+   */
+  waitConnected(fd: number, callback: (result: number) => void): WaitHandle | number
+  /** Ends a wait early: its callback gets -ECANCELED. A no-op once the wait has called back. */
+  cancelWait(handle: WaitHandle): number
   /** [cid, port] or -errno. */
   getsockname(fd: number): [number, number] | number
   getpeername(fd: number): [number, number] | number
@@ -30,9 +36,11 @@ export interface VsockAddon {
   originalDst(fd: number, family: 4 | 6): [Buffer, number] | number
   /** SO_VM_SOCKETS_CONNECT_TIMEOUT in ms: 0 or -errno. */
   setConnectTimeout(fd: number, timeoutMs: number): number
-  shutdown(fd: number): number
   close(fd: number): number
 }
+
+/** An in-progress waitConnected (an opaque N-API external). */
+export type WaitHandle = object & { readonly __waitHandle: unique symbol }
 
 const FIX = 'use dev mode: set ENCLAVE_VSOCK_DEV_DIR or pass { dev: { dir } }'
 
@@ -43,6 +51,28 @@ function packageRoot(): string {
 }
 
 let loaded: { addon: VsockAddon } | { error: VsockUnavailableError } | undefined
+
+type AddonLoader = (packageRoot: string) => VsockAddon
+
+const nodeGypBuildLoader: AddonLoader = (root) => {
+  const require = createRequire(join(root, 'package.json'))
+  const nodeGypBuild = require('node-gyp-build') as (dir: string) => VsockAddon
+  return nodeGypBuild(root)
+}
+let loader: AddonLoader = nodeGypBuildLoader
+
+/**
+ * For tests (not exported from the package): loads the addon with `next` from now on, forgetting
+ * any addon already loaded. Returns a function that restores the real loader.
+ */
+export function setAddonLoader(next: AddonLoader): () => void {
+  loader = next
+  loaded = undefined
+  return () => {
+    loader = nodeGypBuildLoader
+    loaded = undefined
+  }
+}
 
 /** The addon, or a VsockUnavailableError naming why it cannot be used and what to do instead. */
 export function loadAddon(): VsockAddon {
@@ -61,9 +91,7 @@ function tryLoad(): { addon: VsockAddon } | { error: VsockUnavailableError } {
   }
   const root = packageRoot()
   try {
-    const require = createRequire(join(root, 'package.json'))
-    const nodeGypBuild = require('node-gyp-build') as (dir: string) => VsockAddon
-    return { addon: nodeGypBuild(root) }
+    return { addon: loader(root) }
   } catch (cause) {
     return {
       error: new VsockUnavailableError(

@@ -3,7 +3,14 @@ import { formatAddress, type TransportAddress, VMADDR_PORT_ANY } from './address
 import { guardedAttempt } from './attempt.js'
 import { checkDialable, vsockAddressInfo } from './dev.js'
 import { AbortError, listenErrorFrom, SystemError } from './errors.js'
-import { errnoName, loadAddon, systemErrorFor, unavailableFor, type VsockAddon } from './native.js'
+import {
+  errnoName,
+  loadAddon,
+  systemErrorFor,
+  unavailableFor,
+  type VsockAddon,
+  type WaitHandle,
+} from './native.js'
 import type { ResolvedConnectOptions, ResolvedListenOptions } from './options.js'
 import { boundAddress, dialled, vsockSockets } from './registry.js'
 import { bindLifetimeSignal, listenServer } from './stream.js'
@@ -29,14 +36,11 @@ function newSocketFd(addon: VsockAddon): number {
   )
 }
 
-/** Non-blocking connect; waits for completion on the thread pool (see README). Owns `fd` until it resolves. */
-function connectFd(
-  addon: VsockAddon,
-  fd: number,
-  address: VsockAddress,
-  timeoutMs: number | undefined,
-  cancel: AbortSignal,
-) {
+/**
+ * Non-blocking connect; an in-progress one is waited for on the event loop (see README). Owns `fd`
+ * until it settles; the timeout arrives through `cancel` (guardedAttempt).
+ */
+function connectFd(addon: VsockAddon, fd: number, address: VsockAddress, cancel: AbortSignal) {
   return new Promise<void>((resolve, reject) => {
     const started = addon.connect(fd, address.cid, address.port)
     if (started === 0) {
@@ -47,19 +51,20 @@ function connectFd(
       reject(systemErrorFor(started, 'connect'))
       return
     }
-    let cancelled = false
-    const onAbort = () => {
-      cancelled = true
-      // Wakes the poll on the worker thread; the fd is closed by the caller once it reports back.
-      addon.shutdown(fd)
-    }
-    cancel.addEventListener('abort', onAbort, { once: true })
-    addon.waitConnected(fd, timeoutMs ?? -1, (result) => {
+    const onAbort = () => addon.cancelWait(wait as WaitHandle)
+    const wait = addon.waitConnected(fd, (result) => {
+      // The poll is closed by now, so the caller may close the fd.
       cancel.removeEventListener('abort', onAbort)
-      if (cancelled) reject(cancel.reason)
+      if (cancel.aborted) reject(cancel.reason)
       else if (result === 0) resolve()
       else reject(systemErrorFor(result, 'connect'))
     })
+    if (typeof wait === 'number') {
+      reject(systemErrorFor(wait, 'uv_poll_init'))
+      return
+    }
+    if (cancel.aborted) onAbort()
+    else cancel.addEventListener('abort', onAbort, { once: true })
   })
 }
 
@@ -76,7 +81,7 @@ export async function connectVsock(
     try {
       // The kernel's own connect timeout (2 s by default) would cut a longer timeoutMs short.
       if (options.timeoutMs !== undefined) addon.setConnectTimeout(fd, options.timeoutMs)
-      await connectFd(addon, fd, address, options.timeoutMs, cancel)
+      await connectFd(addon, fd, address, cancel)
       if (cancel.aborted) throw cancel.reason
       const handle = socketHandle(fd)
       if (typeof handle === 'number') throw systemErrorFor(handle, 'uv_tcp_open')

@@ -12,11 +12,14 @@ export type MuxMode = 'normal' | 'silent' | 'garbage' | 'no-newline' | 'trailing
 export interface FakeMux {
   /** CONNECT lines received, in order. */
   readonly requests: string[]
+  /** Resolves with the next CONNECT line to arrive (a line already received does not count). */
+  nextRequest(): Promise<string>
   close(): Promise<void>
 }
 
 export async function startFakeMux(path: string, mode: MuxMode = 'normal'): Promise<FakeMux> {
   const requests: string[] = []
+  const waiters: ((line: string) => void)[] = []
   const sockets = new Set<net.Socket>()
   let nextHostPort = 1_073_741_824
   const track = (s: net.Socket) => {
@@ -39,6 +42,7 @@ export async function startFakeMux(path: string, mode: MuxMode = 'normal'): Prom
       const line = head.subarray(0, newline).toString('latin1')
       const rest = head.subarray(newline + 1)
       requests.push(line)
+      for (const wake of waiters.splice(0)) wake(line)
       const match = /^CONNECT (\d+)$/.exec(line)
       if (!match) {
         client.destroy()
@@ -73,6 +77,7 @@ export async function startFakeMux(path: string, mode: MuxMode = 'normal'): Prom
   })
   return {
     requests,
+    nextRequest: () => new Promise<string>((resolve) => waiters.push(resolve)),
     close: () =>
       new Promise<void>((resolve) => {
         for (const s of sockets) s.destroy()

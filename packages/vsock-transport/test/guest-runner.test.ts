@@ -22,11 +22,20 @@ describe('guest runner', () => {
   })
 
   it.skipIf(existsSync('/sys/module/vsock_loopback'))(
-    'refuses to dial CID 1 where vsock_loopback is not loaded (it would reach the host)',
+    'refuses to dial CIDs 0-3 where vsock_loopback is not loaded (they would reach the host), even with --force',
     async () => {
-      const result = await runCli(runner, [], { timeoutMs: 30_000 })
-      expect(result.code).toBe(2)
-      expect(result.stderr).toMatch(/vsock_loopback is not loaded/)
+      // `--only nope` as well: should the guard ever break, the run stops at "unknown check" before
+      // any connect, and the assertion on the refusal message fails instead of a CID being dialled.
+      for (const args of [[], ['--cid', '0'], ['--cid', '2'], ['--cid', '3'], ['--force']]) {
+        const result = await runCli(runner, [...args, '--only', 'nope'], {
+          timeoutMs: 30_000,
+          env: { ...process.env, ENCLAVE_VM_GUEST: '1' },
+        })
+        expect(result.code, args.join(' ')).toBe(2)
+        expect(result.stderr, args.join(' ')).toMatch(
+          /refusing to dial CID [0-3]: vsock_loopback is not loaded/,
+        )
+      }
     },
   )
 

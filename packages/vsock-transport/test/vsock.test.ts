@@ -3,11 +3,12 @@ import { existsSync } from 'node:fs'
 import type net from 'node:net'
 import { countOpenFds } from '@enclave/test-helpers'
 import { afterEach, describe, expect, it } from 'vitest'
-import { connect, listen, localCid, serverAddressOf, TransportError, VMADDR_CID_ANY } from '../src/index.js'
+import { connect, listen, localCid, serverAddressOf, VMADDR_CID_ANY } from '../src/index.js'
 
-// This machine has AF_VSOCK but no loopback transport: only bind/listen and error paths are
-// tested here. The ONLY vsock connect allowed is to this machine's own CID 3 (ENODEV at once).
-// Real traffic runs in the QEMU guest (test/guest/run-vsock-guest.mjs).
+// This machine has AF_VSOCK but no loopback transport: only bind/listen are tested here, and NO
+// vsock connect is ever dialled (CIDs 1, 2 and 3 reach the real host). The errno → typed error
+// mapping is unit-tested in errors.test.ts; real connects, refused (ECONNRESET) and unreachable
+// (ENODEV) included, run in the QEMU guest (test/guest/run-vsock-guest.mjs, pnpm test:vm).
 const hasVsock = existsSync('/dev/vsock')
 
 const servers: net.Server[] = []
@@ -96,25 +97,11 @@ describe.runIf(hasVsock)('AF_VSOCK on this kernel', () => {
     if (fromPython !== undefined) expect(cid).toBe(fromPython)
   })
 
-  it('connect to this machine own CID without a loopback transport is UnreachableError (ENODEV)', async () => {
-    const own = localCid()
-    // The rule of this repository: never dial CID 0, 1 or 2 from a test machine; only its own CID.
-    expect(own).toBeGreaterThan(2)
-    const loopback = existsSync('/sys/module/vsock_loopback')
-    const expected = loopback
-      ? { code: 'ENCLAVE_VSOCK_CONNECTION_REFUSED' }
-      : { name: 'UnreachableError', code: 'ENCLAVE_VSOCK_UNREACHABLE', systemCode: 'ENODEV' }
-    await expect(connect(`vsock://${own}:5000`, { timeoutMs: 5000 })).rejects.toMatchObject(expected)
-  })
-
-  it('200 listen/close cycles and 200 refused connects leave no file descriptor behind', async () => {
-    const own = localCid()
-    expect(own).toBeGreaterThan(2)
+  it('200 listen/close cycles leave no file descriptor behind', async () => {
     const before = countOpenFds()
     for (let i = 0; i < 200; i++) {
       const server = await listen('vsock://any:0')
       await new Promise((resolve) => server.close(resolve))
-      await expect(connect(`vsock://${own}:5000`)).rejects.toBeInstanceOf(TransportError)
     }
     expect(countOpenFds()).toBe(before)
   })

@@ -286,8 +286,10 @@ export async function listenAbort(target) {
 export async function timeoutOnlyCoversConnect(target) {
   const { dial, close } = await serve(target, (s) => s.pipe(s))
   try {
-    const client = await target.api.connect(dial, dialOptions(target, { timeoutMs: 100 }))
-    await sleep(300)
+    // 2 s: long enough that a loaded machine cannot make the connect itself time out.
+    const timeoutMs = 2000
+    const client = await target.api.connect(dial, dialOptions(target, { timeoutMs }))
+    await sleep(timeoutMs + 500)
     assert.equal(client.destroyed, false)
     client.end('still here')
     assert.equal((await collect(client)).toString(), 'still here')
