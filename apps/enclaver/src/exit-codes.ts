@@ -11,6 +11,7 @@ export const EXIT = {
   engine: 5,
   input: 6,
   eif: 7,
+  control: 8,
   interrupted: 130,
 } as const
 
@@ -25,6 +26,7 @@ const BY_CODE: Readonly<Record<string, number>> = {
   ENCLAVE_BUILDER_INPUT_MISSING: EXIT.input,
   ENCLAVE_BUILDER_OUTPUT_FAILED: EXIT.failure,
   ENCLAVE_BUILDER_ABORTED: EXIT.interrupted,
+  ENCLAVE_SUPERVISOR_CONTROL: EXIT.control,
 }
 
 /** Exit code for a thrown value: by its stable `code`, EIF codec errors as a group, else 1. */
