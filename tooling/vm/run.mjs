@@ -12,12 +12,21 @@
 //                            within 20 s, else tcg); KVM guests hang on nested machines
 //   ENCLAVE_VM_MEMORY_MIB    guest memory (default 1536; the initramfs lives in it)
 //   ENCLAVE_VM_CPUS          guest vCPUs (default 2)
-import { accessSync, constants, existsSync, mkdtempSync, rmSync } from 'node:fs'
+//   ENCLAVE_VM_EIF_TIMEOUT_S the EIF boot (vm/eif-boot), after which QEMU is killed (default 180)
+import { randomUUID } from 'node:crypto'
+import { accessSync, constants, existsSync, mkdirSync, mkdtempSync, rmSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { dirname, join, relative, resolve } from 'node:path'
 import { fileURLToPath } from 'node:url'
-import { cleanLine, judge, parseLine } from './lib/console.mjs'
-import { buildInitramfs, buildProbeInitramfs, PROBE_MARKER } from './lib/initramfs.mjs'
+import { cleanLine, judge, mergeVerdicts, parseLine } from './lib/console.mjs'
+import { buildTestEif, EIF_SUITE, judgeEifBoot, makeTestImage } from './lib/eif-boot.mjs'
+import {
+  buildEifToolsArchive,
+  buildInitramfs,
+  buildProbeInitramfs,
+  concatenate,
+  PROBE_MARKER,
+} from './lib/initramfs.mjs'
 import { KernelUnavailableError, obtainKernel } from './lib/kernel.mjs'
 import { discoverSuites, selectProject } from './lib/project.mjs'
 import { boot, findOnPath } from './lib/qemu.mjs'
@@ -58,6 +67,7 @@ function settings() {
     suiteTimeoutMs: intSetting('ENCLAVE_VM_SUITE_TIMEOUT_S', 240, 5, 3600) * 1000,
     memoryMiB: intSetting('ENCLAVE_VM_MEMORY_MIB', 1536, 512, 16384),
     cpus: intSetting('ENCLAVE_VM_CPUS', 2, 1, 16),
+    eifTimeoutMs: intSetting('ENCLAVE_VM_EIF_TIMEOUT_S', 180, 10, 3600) * 1000,
     only: (process.env.ENCLAVE_VM_SUITES ?? '')
       .split(',')
       .map((s) => s.trim())
@@ -135,72 +145,37 @@ async function main() {
   }
   log(`kernel ${kernel.name}${kernel.cached ? ' (cached)' : ''}`)
 
-  let suites = discoverSuites(root, vmDir)
-  if (config.only.length > 0) {
-    suites = suites.filter((s) => config.only.some((o) => s.name === o || s.name.startsWith(`${o}/`)))
-    if (suites.length === 0) {
-      log(`no suite matches ENCLAVE_VM_SUITES=${config.only.join(',')}`)
-      process.exit(1)
-    }
+  const selected = (/** @type {string} */ name) =>
+    config.only.length === 0 || config.only.some((o) => name === o || name.startsWith(`${o}/`))
+  const suites = discoverSuites(root, vmDir).filter((s) => selected(s.name))
+  const eifBoot = selected(EIF_SUITE)
+  if (suites.length === 0 && !eifBoot) {
+    log(`no suite matches ENCLAVE_VM_SUITES=${config.only.join(',')}`)
+    process.exit(1)
   }
-  const guestDirs = [...new Set(suites.map((s) => dirname(s.file)))]
   for (const suite of suites) {
     if (suite.cwd !== vmDir && !existsSync(join(suite.cwd, 'dist'))) {
       log(`warning: ${relative(root, suite.cwd)} has no dist/; run pnpm build first or ${suite.name} fails`)
     }
   }
-  log(`suites: ${suites.map((s) => s.name).join(', ')}`)
+  log(`suites: ${[...suites.map((s) => s.name), ...(eifBoot ? [EIF_SUITE] : [])].join(', ')}`)
 
   const staging = mkdtempSync(join(tmpdir(), 'enclave-vm-'))
   try {
-    const initrd = join(staging, 'initramfs.cpio')
-    const rootfs = join(staging, 'root')
-    const built = await buildInitramfs({
-      staging: rootfs,
-      output: initrd,
-      node: process.execPath,
-      busybox: /** @type {string} */ (busybox),
-      modules: kernel.modules,
-      guestDir: join(vmDir, 'guest'),
-      selection: selectProject(root, guestDirs),
-      manifest: { suiteTimeoutMs: config.suiteTimeoutMs, suites },
-    })
-    log(`initramfs: ${(built.bytes / 2 ** 20).toFixed(0)} MiB, ${built.files} entries, ready at ${elapsed()}`)
-    rmSync(rootfs, { recursive: true, force: true })
-
-    const accel =
-      config.accel === 'auto'
-        ? await probeAccel({
-            qemu: /** @type {string} */ (qemu),
-            kernel: kernel.vmlinuz,
-            busybox: /** @type {string} */ (busybox),
-            staging,
-          })
-        : config.accel
-    log(`booting qemu (${accel}, ${config.memoryMiB} MiB, ${config.cpus} vCPU)`)
-    /** @type {import('./lib/console.mjs').ConsoleEvent[]} */
-    const events = []
-    const result = await boot({
+    const common = {
       qemu: /** @type {string} */ (qemu),
-      kernel: kernel.vmlinuz,
-      initrd,
-      accel,
-      memoryMiB: config.memoryMiB,
-      cpus: config.cpus,
-      timeoutMs: config.timeoutMs,
-      onLine: (raw) => {
-        const line = cleanLine(raw)
-        console.log(`  | ${line}`)
-        const event = parseLine(line)
-        if (event) events.push(event)
-      },
-    })
-
-    const verdict = judge(events, { expectedSuites: suites.map((s) => s.name) })
-    if (result.timedOut) verdict.problems.push(`QEMU was killed after ${config.timeoutMs / 1000} s`)
-    else if (result.code !== 0) {
-      verdict.problems.push(`QEMU exited with ${result.code ?? result.signal}: ${result.stderr.trim()}`)
+      busybox: /** @type {string} */ (busybox),
+      kernel,
+      staging,
     }
+    const accel =
+      config.accel === 'auto' ? await probeAccel({ ...common, kernel: kernel.vmlinuz }) : config.accel
+    /** @type {import('./lib/console.mjs').Verdict[]} */
+    const verdicts = []
+    if (suites.length > 0) verdicts.push(await runSuites(config, { ...common, accel, suites }))
+    if (eifBoot) verdicts.push(await runEifBoot(config, { ...common, accel }))
+
+    const verdict = mergeVerdicts(verdicts)
     console.log('')
     for (const name of verdict.passed) log(`ok    ${name}`)
     for (const { suite, reason } of verdict.failed) log(`FAIL  ${suite}: ${reason}`)
@@ -215,6 +190,135 @@ async function main() {
     rmSync(staging, { recursive: true, force: true })
   }
 }
+
+/**
+ * @typedef {object} BootContext
+ * @property {string} qemu
+ * @property {string} busybox
+ * @property {import('./lib/kernel.mjs').Kernel} kernel
+ * @property {string} staging   a temporary folder this run owns
+ * @property {'tcg' | 'kvm'} accel
+ */
+
+/**
+ * QEMU's own failure (killed at the deadline, a non-zero exit) as problems of `verdict`.
+ * @param {import('./lib/console.mjs').Verdict} verdict @param {string} what
+ * @param {Awaited<ReturnType<typeof boot>>} result @param {number} timeoutMs
+ */
+function addQemuProblems(verdict, what, result, timeoutMs) {
+  if (result.timedOut) verdict.problems.push(`${what}: QEMU was killed after ${timeoutMs / 1000} s`)
+  else if (result.code !== 0) {
+    verdict.problems.push(
+      `${what}: QEMU exited with ${result.code ?? result.signal}: ${result.stderr.trim()}`,
+    )
+  }
+  return verdict
+}
+
+/**
+ * The first boot: the project and Node in the initramfs, the guest suites over real vsock.
+ * @param {ReturnType<typeof settings>} config
+ * @param {BootContext & { suites: import('./lib/project.mjs').Suite[] }} context
+ */
+async function runSuites(config, context) {
+  const { suites, staging } = context
+  const guestDirs = [...new Set(suites.map((s) => dirname(s.file)))]
+  const initrd = join(staging, 'initramfs.cpio')
+  const rootfs = join(staging, 'root')
+  const built = await buildInitramfs({
+    staging: rootfs,
+    output: initrd,
+    node: process.execPath,
+    busybox: context.busybox,
+    modules: context.kernel.modules,
+    guestDir: join(vmDir, 'guest'),
+    selection: selectProject(root, guestDirs),
+    manifest: { suiteTimeoutMs: config.suiteTimeoutMs, suites },
+  })
+  log(`initramfs: ${(built.bytes / 2 ** 20).toFixed(0)} MiB, ${built.files} entries, ready at ${elapsed()}`)
+  rmSync(rootfs, { recursive: true, force: true })
+
+  log(`booting qemu (${context.accel}, ${config.memoryMiB} MiB, ${config.cpus} vCPU)`)
+  /** @type {import('./lib/console.mjs').ConsoleEvent[]} */
+  const events = []
+  const result = await boot({
+    qemu: context.qemu,
+    kernel: context.kernel.vmlinuz,
+    initrd,
+    accel: context.accel,
+    memoryMiB: config.memoryMiB,
+    cpus: config.cpus,
+    timeoutMs: config.timeoutMs,
+    onLine: (raw) => {
+      const line = cleanLine(raw)
+      console.log(`  | ${line}`)
+      const event = parseLine(line)
+      if (event) events.push(event)
+    },
+  })
+  rmSync(initrd, { force: true })
+  const verdict = judge(events, { expectedSuites: suites.map((s) => s.name) })
+  return addQemuProblems(verdict, 'suites boot', result, config.timeoutMs)
+}
+
+/**
+ * The second boot: an EIF built by @enclave/builder from a small test image; its kernel, cmdline
+ * and ramdisks (plus a busybox archive for the test init) boot, and the app's console lines are
+ * checked (lib/eif-boot.mjs).
+ * @param {ReturnType<typeof settings>} config
+ * @param {BootContext} context
+ */
+async function runEifBoot(config, context) {
+  const work = join(context.staging, 'eif')
+  mkdirSync(work)
+  const nonce = randomUUID()
+  /** @type {import('./lib/eif-boot.mjs').TestEif} */
+  let eif
+  try {
+    const image = makeTestImage(join(work, 'image'), context.busybox, nonce)
+    eif = await buildTestEif({
+      work,
+      image,
+      vmlinuz: context.kernel.vmlinuz,
+      init: join(vmDir, 'guest/eif-init'),
+    })
+  } catch (error) {
+    const hint = /** @type {any} */ (error)?.code === 'ERR_MODULE_NOT_FOUND' ? ' (run pnpm build first)' : ''
+    const reason = `could not build the test EIF${hint}: ${/** @type {Error} */ (error)?.message ?? error}`
+    return { ok: false, passed: [], failed: [{ suite: EIF_SUITE, reason }], problems: [] }
+  }
+  log(
+    `test EIF: ${(eif.size / 2 ** 20).toFixed(1)} MiB, PCR0 ${eif.pcrs.PCR0?.slice(0, 16)}…, ready at ${elapsed()}`,
+  )
+  const tools = join(work, 'tools.cpio')
+  await buildEifToolsArchive(join(work, 'tools'), tools, context.busybox)
+  const initrd = join(work, 'initrd.cpio')
+  await concatenate([...eif.ramdisks, tools], initrd)
+
+  log(`booting the EIF's kernel and ramdisks (${context.accel}, cmdline "${eif.cmdline}")`)
+  /** @type {string[]} */
+  const lines = []
+  const result = await boot({
+    qemu: context.qemu,
+    kernel: eif.kernel,
+    initrd,
+    append: eif.cmdline,
+    accel: context.accel,
+    memoryMiB: EIF_MEMORY_MIB,
+    cpus: 1,
+    timeoutMs: config.eifTimeoutMs,
+    onLine: (raw) => {
+      const line = cleanLine(raw)
+      console.log(`  eif| ${line}`)
+      if (lines.length < 10_000) lines.push(line)
+    },
+  })
+  const verdict = judgeEifBoot(lines, { nonce })
+  return addQemuProblems(verdict, 'EIF boot', result, config.eifTimeoutMs)
+}
+
+// The test image is a few MiB; the initramfs and the kernel live in guest memory.
+const EIF_MEMORY_MIB = 256
 
 main().catch((error) => {
   console.error(`vm: FAILED: ${error?.stack ?? error}`)

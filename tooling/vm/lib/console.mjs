@@ -128,3 +128,17 @@ export function judge(events, options = {}) {
   }
   return { ok: problems.length === 0 && failed.length === 0, passed, failed, problems }
 }
+
+/**
+ * One verdict for several boots: every suite and problem of each, ok only if each is.
+ * @param {Verdict[]} verdicts
+ * @returns {Verdict}
+ */
+export function mergeVerdicts(verdicts) {
+  return {
+    ok: verdicts.length > 0 && verdicts.every((v) => v.ok),
+    passed: verdicts.flatMap((v) => v.passed),
+    failed: verdicts.flatMap((v) => v.failed),
+    problems: verdicts.flatMap((v) => v.problems),
+  }
+}

@@ -2,9 +2,11 @@
 // Builds the guest's initramfs: uncompressed newc cpio (the kernel unpacks a plain archive much
 // faster than a gzip one under emulation).
 import { spawn, spawnSync } from 'node:child_process'
+import { once } from 'node:events'
 import {
   chmodSync,
   copyFileSync,
+  createReadStream,
   createWriteStream,
   existsSync,
   lstatSync,
@@ -143,6 +145,41 @@ export async function buildProbeInitramfs(staging, output, busybox) {
   )
   chmodSync(join(staging, 'init'), 0o755)
   await packCpio(staging, listTree(staging), output, 'w')
+}
+
+/** Where the EIF boot's test archive puts busybox (the EIF's own ramdisks hold none outside rootfs/). */
+export const EIF_TOOLS_BUSYBOX = '/vmtest/busybox'
+
+/**
+ * The small archive that goes after the EIF's ramdisks: busybox (and its libraries, when it is not
+ * static) at EIF_TOOLS_BUSYBOX, the interpreter of guest/eif-init.
+ * @param {string} staging an empty temporary folder @param {string} output @param {string} busybox
+ */
+export async function buildEifToolsArchive(staging, output, busybox) {
+  const at = inside(staging, EIF_TOOLS_BUSYBOX)
+  mkdirSync(dirname(at), { recursive: true })
+  copyFileSync(busybox, at)
+  chmodSync(at, 0o755)
+  for (const lib of sharedLibraries(busybox)) {
+    mkdirSync(dirname(inside(staging, lib)), { recursive: true })
+    copyFileSync(lib, inside(staging, lib))
+  }
+  await packCpio(staging, listTree(staging), output, 'w')
+}
+
+/**
+ * Concatenates archives into one initrd: the kernel unpacks concatenated newc archives in order,
+ * as it does with an EIF's ramdisk sections.
+ * @param {string[]} parts @param {string} output
+ */
+export async function concatenate(parts, output) {
+  const out = createWriteStream(output)
+  for (const part of parts) {
+    for await (const chunk of createReadStream(part)) if (!out.write(chunk)) await once(out, 'drain')
+  }
+  out.end()
+  await once(out, 'finish')
+  return statSync(output).size
 }
 
 /**

@@ -31,7 +31,11 @@ export function findOnPath(name) {
  * @property {number} cpus
  * @property {number} timeoutMs     QEMU is killed after this long
  * @property {(line: string) => void} onLine   each console line, as it arrives
+ * @property {string} [append]      the kernel command line (default: serial console, quiet, no panic wait)
  */
+
+/** The guest kernel's command line unless BootOptions.append says otherwise. */
+export const DEFAULT_APPEND = 'console=ttyS0 panic=-1 quiet'
 
 /**
  * The QEMU command line. KVM guests hang on these nested machines, so TCG is the default and KVM
@@ -55,7 +59,7 @@ export function qemuArgs(options) {
     '-initrd',
     options.initrd,
     '-append',
-    'console=ttyS0 panic=-1 quiet',
+    options.append ?? DEFAULT_APPEND,
     // No default NIC, VGA or monitor: less to probe at boot, and stdin is never read.
     '-nodefaults',
     '-display',

@@ -1,6 +1,13 @@
 import fc from 'fast-check'
 import { describe, expect, it } from 'vitest'
-import { type ConsoleEvent, cleanLine, createLineSplitter, judge, parseLine } from '../lib/console.mjs'
+import {
+  type ConsoleEvent,
+  cleanLine,
+  createLineSplitter,
+  judge,
+  mergeVerdicts,
+  parseLine,
+} from '../lib/console.mjs'
 
 describe('parseLine', () => {
   it('reads each kind of protocol line', () => {
@@ -119,5 +126,32 @@ describe('judge', () => {
     const verdict = judge([ok('a'), summary(1, 0)], { expectedSuites: ['a', 'b'] })
     expect(verdict.ok).toBe(false)
     expect(verdict.problems).toEqual(['no result for: b'])
+  })
+})
+
+describe('mergeVerdicts', () => {
+  const good = { ok: true, passed: ['vm/boot'], failed: [], problems: [] }
+  it('keeps every suite and problem of each boot, and is ok only if each is', () => {
+    const bad = {
+      ok: false,
+      passed: [],
+      failed: [{ suite: 'vm/eif-boot', reason: 'no line' }],
+      problems: ['killed'],
+    }
+    expect(mergeVerdicts([good, bad])).toEqual({
+      ok: false,
+      passed: ['vm/boot'],
+      failed: [{ suite: 'vm/eif-boot', reason: 'no line' }],
+      problems: ['killed'],
+    })
+    expect(mergeVerdicts([good, { ...good, passed: ['vm/eif-boot'] }])).toEqual({
+      ok: true,
+      passed: ['vm/boot', 'vm/eif-boot'],
+      failed: [],
+      problems: [],
+    })
+  })
+  it('is not ok for no boot at all', () => {
+    expect(mergeVerdicts([]).ok).toBe(false)
   })
 })

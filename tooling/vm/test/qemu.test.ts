@@ -27,6 +27,11 @@ describe('qemuArgs', () => {
     expect(after('-cpu')).toBe('qemu64,+rdrand')
   })
 
+  it('takes another kernel command line when given one (the EIF boot passes its cmdline section)', () => {
+    const args = qemuArgs({ ...base, accel: 'tcg', append: 'reboot=k console=ttyS0' })
+    expect(args[args.indexOf('-append') + 1]).toBe('reboot=k console=ttyS0')
+  })
+
   it('leaves the CPU model to KVM when KVM is asked for', () => {
     const args = qemuArgs({ ...base, accel: 'kvm' })
     expect(args[args.indexOf('-accel') + 1]).toBe('kvm')
