@@ -56,17 +56,6 @@ function checkPortFree(p) {
     probe.listen(p, '127.0.0.1', () => probe.close(ok))
   })
 }
-/** A free loopback port chosen by the kernel. */
-function freePort() {
-  return new Promise((ok, bad) => {
-    const probe = net.createServer()
-    probe.once('error', bad)
-    probe.listen(0, '127.0.0.1', () => {
-      const { port: p } = probe.address()
-      probe.close(() => ok(p))
-    })
-  })
-}
 
 try {
   await checkPortFree(port)
@@ -99,7 +88,19 @@ await new Promise((ok) => upstream.listen(0, '127.0.0.1', ok))
 const upstreamUrl = `http://127.0.0.1:${upstream.address().port}/from-the-enclave`
 
 const devDir = mkdtempSync(join(tmpdir(), 'hello-enclave-'))
-const monitorPort = await freePort()
+// The bridge binds its monitoring port itself (port 0: the kernel picks, no race with other
+// processes) and logs the port it got; we read it off its stderr.
+let monitorPortFound
+const monitorPortReady = new Promise((ok) => {
+  monitorPortFound = ok
+})
+function noteMonitorPort(line) {
+  try {
+    const rec = JSON.parse(line)
+    if (rec.msg === 'monitoring on /metrics and /healthz' && Number.isInteger(rec.port))
+      monitorPortFound(rec.port)
+  } catch {}
+}
 
 const children = []
 function start(name, file, argv, env, onStdoutLine, onStderrLine) {
@@ -137,7 +138,7 @@ start(
     '--allow-destination',
     `127.0.0.1:${upstream.address().port}`,
     '--monitor-port',
-    String(monitorPort),
+    '0',
     '--drain-timeout',
     '2000',
   ],
@@ -149,7 +150,10 @@ start(
     DEMO_SECRET: 'never-leaves-the-host',
   },
   (line) => say(`${c.cyan('[enclave log]')} ${brief(line)}`),
-  (line) => say(`${c.dim('[bridge]')} ${c.dim(brief(line))}`),
+  (line) => {
+    noteMonitorPort(line)
+    say(`${c.dim('[bridge]')} ${c.dim(brief(line))}`)
+  },
 )
 start(
   'enclave app',
@@ -200,14 +204,34 @@ process.once('SIGTERM', () => void stopAll(0))
 
 async function waitForHello(deadlineMs) {
   const deadline = Date.now() + deadlineMs
+  let last = 'no answer yet'
   for (;;) {
     try {
       const res = await get(`http://localhost:${port}/`)
       if (res.status === 200) return res
+      last = `HTTP ${res.status}`
     } catch (err) {
-      if (Date.now() > deadline) throw err
+      last = err.message
     }
+    // Checked every round: a steady 502 (tunnel up, enclave not) must end too.
+    if (Date.now() > deadline) throw new Error(`no hello within ${deadlineMs} ms (last: ${last})`)
     await new Promise((ok) => setTimeout(ok, 100))
+  }
+}
+
+/** The monitoring port the bridge reported, or an error after `deadlineMs`. */
+async function waitForMonitorPort(deadlineMs) {
+  let timer
+  const late = new Promise((_, bad) => {
+    timer = setTimeout(
+      () => bad(new Error(`the bridge did not report its monitoring port within ${deadlineMs} ms`)),
+      deadlineMs,
+    )
+  })
+  try {
+    return await Promise.race([monitorPortReady, late])
+  } finally {
+    clearTimeout(timer)
   }
 }
 
@@ -223,6 +247,7 @@ try {
       c.dim('   # the enclave dials out through its client tunnel'),
   )
   say(out.body.trimEnd())
+  const monitorPort = await waitForMonitorPort(10_000)
   const health = await get(`http://127.0.0.1:${monitorPort}/healthz`)
   say('')
   say(c.bold(`$ curl http://127.0.0.1:${monitorPort}/healthz`) + c.dim('   # the bridge host'))

@@ -15,6 +15,7 @@ export const EXIT = Object.freeze({
   watchdog: 1,
   usage: 2,
   listen: 3,
+  drainCut: 4,
   internal: 70,
 })
 
@@ -61,6 +62,7 @@ interface CliOptions {
   forwardEnv?: string[]
   forwardAllEnv?: boolean
   allowDestination?: string[]
+  allowEnclaveCid?: string[]
   bindHost: string
   proxyProtocol?: boolean
   onWatchdogFailure: 'exit' | 'wait'
@@ -120,6 +122,14 @@ function program(): Command {
         'client-tunnel egress allowlist: host, *.label, **.suffix, IP, CIDR, each optionally :port; once set, all else is denied',
       )
         .env('ENCLAVE_BRIDGE_ALLOW_DESTINATIONS')
+        .argParser(listArg),
+    )
+    .addOption(
+      new Option(
+        '--allow-enclave-cid <cids>',
+        "CIDs trusted besides the handshake peer's (servers[].enclaveCid, re-handshakes, watchdog), comma-separated, repeatable",
+      )
+        .env('ENCLAVE_BRIDGE_ALLOW_ENCLAVE_CIDS')
         .argParser(listArg),
     )
     .addOption(
@@ -194,10 +204,11 @@ function program(): Command {
       'after',
       `
 Exit codes:
-  0   stopped by SIGINT/SIGTERM after draining (a second signal cuts the drain short)
+  0   stopped by SIGINT/SIGTERM after draining
   1   watchdog failure (missed heartbeat or wrong enclave id) with --on-watchdog-failure exit
   2   invalid arguments or options
   3   cannot listen (port in use, vsock unavailable)
+  4   a second SIGINT/SIGTERM cut the drain short (tunnelled connections were dropped)
   70  unexpected internal error
 
 Examples:
@@ -217,6 +228,9 @@ function hostOptions(o: CliOptions): BridgeHostOptions {
     forwardEnv: o.forwardEnv ?? [],
     forwardAllEnv: o.forwardAllEnv ?? false,
     ...(o.allowDestination ? { allowDestinations: o.allowDestination } : {}),
+    ...(o.allowEnclaveCid
+      ? { allowEnclaveCids: o.allowEnclaveCid.map((c) => intArg('--allow-enclave-cid', 4, 0xfffffffe)(c)) }
+      : {}),
     serverBindHost: o.bindHost,
     proxyProtocol: o.proxyProtocol ?? false,
     onWatchdogFailure: o.onWatchdogFailure === 'wait' ? 'wait' : 'fail',
@@ -246,6 +260,7 @@ async function run(argv: string[]): Promise<number> {
   try {
     host = createBridgeHost(hostOptions(o), { logger })
   } catch (err) {
+    // commander's InvalidArgumentError (from intArg) or the host's InvalidOptionError.
     process.stderr.write(`enclave-bridge: ${(err as Error).message}\n`)
     return EXIT.usage
   }
@@ -265,10 +280,10 @@ async function run(argv: string[]): Promise<number> {
   const done = new Promise<number>((resolve) => {
     const onSignal = (signal: NodeJS.Signals): void => {
       if (exiting) {
-        // A second signal while draining: cut the remaining connections now.
-        logger.warn({ signal }, 'second signal: cutting connections')
-        void host.close({ drainTimeoutMs: 0 })
-        process.exit(EXIT.ok)
+        // A second signal while draining: exiting drops the remaining connections at once. Not 0:
+        // a supervisor or script must be able to tell that connections were cut.
+        logger.warn({ signal, exitCode: EXIT.drainCut }, 'second signal: cutting connections')
+        process.exit(EXIT.drainCut)
       }
       void stop(EXIT.ok, signal).then(resolve)
     }
@@ -290,7 +305,10 @@ async function run(argv: string[]): Promise<number> {
     await host.start()
     if (o.monitor) {
       monitor = await startMonitor(host, { port: o.monitorPort, bindHost: o.monitorHost })
-      logger.info({ port: o.monitorPort, host: o.monitorHost }, 'monitoring on /metrics and /healthz')
+      // The bound port: with --monitor-port 0 the kernel picks one, and scripts read it from here.
+      const bound = monitor.address()
+      const port = typeof bound === 'object' && bound ? bound.port : o.monitorPort
+      logger.info({ port, host: o.monitorHost }, 'monitoring on /metrics and /healthz')
     }
   } catch (err) {
     logger.error({ err }, 'cannot start')

@@ -1,7 +1,13 @@
 import { type ChildProcess, spawn } from 'node:child_process'
 import { once } from 'node:events'
+import { createServer } from 'node:net'
 import { fileURLToPath } from 'node:url'
-import { connectBridge, createBridgeLogger, createLogDestination } from '@enclave/bridge-enclave'
+import {
+  connectBridge,
+  createBridgeLogger,
+  createLogDestination,
+  dialThroughBridge,
+} from '@enclave/bridge-enclave'
 import { makeTempDir, runCli, waitFor } from '@enclave/test-helpers'
 import { afterEach, describe, expect, it } from 'vitest'
 
@@ -59,6 +65,40 @@ describe('enclave-bridge CLI', () => {
     const r2 = await runCli(BIN, ['--forward-env', 'A B'], { env: { ENCLAVE_VSOCK_DEV_DIR: '/tmp' } })
     expect(r2.code).toBe(2)
     expect(r2.stderr).toMatch(/env allowlist pattern/)
+    // The parent (3) is never an enclave CID to trust.
+    const r3 = await runCli(BIN, ['--allow-enclave-cid', '3'], { env: { ENCLAVE_VSOCK_DEV_DIR: '/tmp' } })
+    expect(r3.code).toBe(2)
+    expect(r3.stderr).toMatch(/--allow-enclave-cid must be an integer from 4/)
+  })
+
+  it('a second signal while draining exits 4 at once (connections cut), not 0', async () => {
+    const accepted: import('node:net').Socket[] = []
+    const upstream = createServer((s) => {
+      s.on('error', () => {})
+      accepted.push(s)
+    })
+    await new Promise<void>((r) => upstream.listen(0, '127.0.0.1', r))
+    try {
+      const b = startBridge(['--drain-timeout', '120000'])
+      const hs = await connectBridge({ dev: b.dev })
+      const session = await hs.finish(settings(60_000), { watchdog: false })
+      // An open client-tunnel connection keeps the drain waiting (up to 120 s).
+      const { port } = upstream.address() as { port: number }
+      const conn = await dialThroughBridge('127.0.0.1', port, { port: 5002, dev: b.dev })
+      conn.on('error', () => {})
+      b.child.kill('SIGTERM')
+      await waitFor(() => b.err().includes('draining tunnels'), { what: 'the drain to start' })
+      expect(b.child.exitCode).toBeNull()
+      b.child.kill('SIGTERM')
+      const [code] = await b.exited
+      expect(code).toBe(4)
+      expect(b.err()).toMatch(/second signal: cutting connections/)
+      conn.destroy()
+      session.close()
+    } finally {
+      for (const s of accepted) s.destroy()
+      await new Promise((r) => upstream.close(r))
+    }
   })
 
   it('serves a handshake, prints enclave logs on stdout, and drains on SIGTERM (exit 0)', async () => {

@@ -7,6 +7,7 @@ import {
   readFileSync,
   symlinkSync,
   truncateSync,
+  utimesSync,
   writeFileSync,
 } from 'node:fs'
 import { join } from 'node:path'
@@ -250,6 +251,54 @@ describe('the issue’s dev-mode example, verbatim', () => {
   })
 })
 
+describe('a listener SIGKILLed mid-upload', () => {
+  it('leaves a hidden temp file that the next start sweeps once it is stale', async () => {
+    const root = join(temp.path, 'killed-root')
+    mkdirSync(root)
+    const sock = join(temp.path, 'killed-1.sock')
+    const first = await startListener(['--dev', '--addr', `unix://${sock}`, '--root', root])
+    // Sparse, so the sender is quick to make and the upload is long enough to interrupt.
+    const source = join(temp.path, 'sparse-1g.bin')
+    writeFileSync(source, '')
+    truncateSync(source, 1 << 30)
+    const sending = runCli(
+      bin,
+      ['send-file', '--dev', '--addr', `unix://${sock}`, '--localpath', source, '--remotepath', 'huge.bin'],
+      { env, timeoutMs: 60_000 },
+    )
+    await waitFor(() => tempFiles(root).length > 0, { intervalMs: 5, what: 'the upload temp file' })
+    first.child.kill('SIGKILL')
+    await first.exited
+    expect((await sending).code).not.toBe(0)
+    const leftovers = tempFiles(root)
+    expect(leftovers).toHaveLength(1)
+    const leftover = leftovers[0]!
+    expect(leftover).toMatch(/^\.pipeline-[0-9a-f]{16}\.tmp$/)
+    expect(tempFiles(root)).toEqual([leftover])
+    expect(existsSync(join(root, 'huge.bin'))).toBe(false)
+
+    // Only a stale temp file goes: a fresh one may belong to another server's live upload.
+    const fresh = '.pipeline-aaaaaaaaaaaaaaaa.tmp'
+    writeFileSync(join(root, fresh), 'live upload')
+    const old = new Date(Date.now() - 2 * 3600_000)
+    utimesSync(join(root, leftover), old, old)
+    const second = await startListener([
+      '--dev',
+      '--addr',
+      `unix://${join(temp.path, 'killed-2.sock')}`,
+      '--root',
+      root,
+    ])
+    try {
+      expect(tempFiles(root)).toEqual([fresh])
+      expect(second.stderr()).toContain('removed stale upload temp files')
+    } finally {
+      second.child.kill('SIGTERM')
+      expect(await second.exited, second.stderr()).toBe(0)
+    }
+  })
+})
+
 describe('Sentient-style --cid/--port in dev mode (vsock as Unix sockets)', () => {
   let listener: Listener
   beforeAll(async () => {
@@ -461,7 +510,7 @@ describe('a transfer killed midway', () => {
     await waitFor(() => tempFiles(downloads).length > 0, { timeoutMs: 20_000, what: 'the download to start' })
     listener.child.kill('SIGKILL')
     const outcome = await result
-    expect(outcome.code).toBe(255)
+    expect(outcome.code, outcome.stderr).toBe(255)
     expect(readdirSync(downloads)).toEqual([])
   }, 60_000)
 })

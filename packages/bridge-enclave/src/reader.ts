@@ -170,23 +170,40 @@ export class SocketReader {
 
   /** The next line without its LF; fails once `maxBytes` arrive without a LF. */
   readLine(maxBytes: number, options: ReadOptions = {}): Promise<Buffer> {
-    let scanned = 0
+    // Each chunk is scanned for LF once, as it arrives, and the line is joined once when its LF
+    // is found: a peer dripping a long line byte by byte costs linear work, not quadratic.
+    let list: Buffer[] | undefined
+    let scannedChunks = 0
+    let scannedBytes = 0
+    let lf = -1
+    const scan = (): void => {
+      if (this.#chunks !== list) {
+        // The buffer was rearranged (only between reads): start over on the new list.
+        list = this.#chunks
+        scannedChunks = 0
+        scannedBytes = 0
+        lf = -1
+      }
+      while (lf < 0 && scannedChunks < list.length) {
+        const chunk = list[scannedChunks] as Buffer
+        const at = chunk.indexOf(0x0a)
+        if (at >= 0) lf = scannedBytes + at
+        else {
+          scannedBytes += chunk.length
+          scannedChunks++
+        }
+      }
+    }
     return this.#wait(
       () => {
-        const all = this.#flatten()
-        const at = all.indexOf(0x0a, scanned)
-        if (at < 0) {
-          scanned = all.length
-          return undefined
-        }
-        return this.#take(at, 1)
+        scan()
+        return lf >= 0 ? this.#take(lf, 1) : undefined
       },
       options,
       () => {
-        const all = this.#flatten()
-        const at = all.indexOf(0x0a)
-        const limit = at < 0 ? all.length : at
-        return limit > maxBytes ? `${maxBytes} bytes` : undefined
+        scan()
+        const length = lf >= 0 ? lf : this.#length
+        return length > maxBytes ? `${maxBytes} bytes` : undefined
       },
       maxBytes + 1,
     )

@@ -24,6 +24,11 @@ export interface BridgeSettings {
   clients: ClientTunnelSettings[]
 }
 
+/** Lowest CID an enclave can have (3 is the parent instance). */
+export const MIN_ENCLAVE_CID = 4
+/** VMADDR_CID_LOCAL: the vsock loopback of one machine (vsock_loopback), used by local tests. */
+const LOCAL_CID = 1
+
 export interface ServerTunnelSettings {
   /** The enclave's own CID (where the host dials). */
   enclaveCid: number
@@ -195,7 +200,10 @@ export function settingsFromJson(value: unknown): ParsedSettings {
     const s = r.object(entry, f)
     r.known(s, `${f}.`, ['enclaveCid', 'enclaveListenPort', 'bridgeTcpPort'])
     return {
-      enclaveCid: r.integer(s.enclaveCid, `${f}.enclaveCid`, 0, UINT32_MAX),
+      enclaveCid: enclaveCidOf(
+        r.integer(s.enclaveCid, `${f}.enclaveCid`, 0, UINT32_MAX - 1),
+        `${f}.enclaveCid`,
+      ),
       enclaveListenPort: r.integer(s.enclaveListenPort, `${f}.enclaveListenPort`, 0, UINT32_MAX),
       bridgeTcpPort: r.integer(s.bridgeTcpPort, `${f}.bridgeTcpPort`, 1, 65535),
     }
@@ -257,4 +265,16 @@ export function settingsToJson(settings: BridgeSettings): Record<string, unknown
   }
   settingsFromJson(wire)
   return wire
+}
+
+// 0 and 2 are the hypervisor and host CIDs, 3 the parent itself, 2^32-1 "any": none of them is an
+// enclave, and a host that dialled them would reach its own services. CID 1 (vsock loopback) is
+// allowed: the host only accepts a CID equal to the handshake's own peer CID, so only a process on
+// the host's own loopback can name it (the QEMU guest tests run the bridge that way).
+function enclaveCidOf(cid: number, field: string): number {
+  if (cid === LOCAL_CID || cid >= MIN_ENCLAVE_CID) return cid
+  throw new InvalidSettingsError(
+    field,
+    `${cid} is not an enclave CID (use 1 for vsock loopback or ${MIN_ENCLAVE_CID}..${UINT32_MAX - 1})`,
+  )
 }

@@ -2,7 +2,7 @@ import { createServer, connect as netConnect, type Server, type Socket } from 'n
 import { join } from 'node:path'
 import { makeTempDir } from '@enclave/test-helpers'
 import fc from 'fast-check'
-import { afterAll, beforeAll, describe, expect, it } from 'vitest'
+import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest'
 import {
   decodeHeartbeat,
   encodeHeartbeat,
@@ -97,6 +97,58 @@ describe('SocketReader', () => {
     const pending = reader.readExact(2, { signal: ac.signal })
     ac.abort()
     expect((await pending.catch((e) => e)).reason).toBe('aborted')
+    a.destroy()
+    b.destroy()
+  })
+
+  it('a line dripped in small chunks is scanned once and joined once (no quadratic rescans)', async () => {
+    const { a, b } = await pair()
+    const reader = new SocketReader(b)
+    const line = Buffer.alloc(256 * 1024, 0x61)
+    for (let i = 0; i < line.length; i += 997) line[i] = 0x30 + (i % 10)
+    const concat = vi.spyOn(Buffer, 'concat')
+    try {
+      const read = reader.readLine(1024 * 1024)
+      // 512-byte drips, each its own write with a turn of the event loop between.
+      for (let at = 0; at < line.length; at += 512) {
+        a.write(line.subarray(at, at + 512))
+        await new Promise((r) => setImmediate(r))
+      }
+      a.write('\nnext')
+      const got = await read
+      expect(got.equals(line)).toBe(true)
+      // The old reader joined its whole buffer on every chunk (hundreds of calls here).
+      expect(concat.mock.calls.length).toBeLessThan(8)
+      expect((await reader.peek(4, { timeoutMs: 10_000 })).toString()).toBe('next')
+    } finally {
+      concat.mockRestore()
+      a.destroy()
+      b.destroy()
+    }
+  })
+
+  it('a dripped line without LF fails as too-long once past the limit, with bounded buffering', async () => {
+    const { a, b } = await pair()
+    const reader = new SocketReader(b, { highWaterMark: 1024 })
+    const read = reader.readLine(4096, { what: 'the line' })
+    const failed = read.then(
+      () => undefined,
+      (err: unknown) => err,
+    )
+    let sent = 0
+    let outcome: unknown
+    // Bounded drip: stops as soon as the reader gives up (it must, after ~4 KiB).
+    while (sent < 64 * 1024) {
+      a.write(Buffer.alloc(256, 0x62))
+      sent += 256
+      await new Promise((r) => setImmediate(r))
+      outcome = await Promise.race([failed, new Promise((r) => setImmediate(() => r('pending')))])
+      if (outcome !== 'pending') break
+    }
+    expect(outcome).toBeInstanceOf(ReadFailure)
+    expect((outcome as ReadFailure).reason).toBe('too-long')
+    expect(reader.buffered).toBeLessThanOrEqual(4096 + 1 + 64 * 1024)
+    expect(sent).toBeLessThan(64 * 1024)
     a.destroy()
     b.destroy()
   })

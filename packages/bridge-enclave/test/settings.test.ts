@@ -97,6 +97,19 @@ describe('settingsFromJson', () => {
         settingsFromJson({ ...GO_EXAMPLE, servers: [{ ...GO_EXAMPLE.servers[0], enclaveCid: -1 }] }),
       ),
     ).toBe('servers[0].enclaveCid')
+    // The parent (3), host (2), hypervisor (0) and "any" are never an enclave's CID.
+    for (const enclaveCid of [0, 2, 3, 0xffffffff]) {
+      expect(
+        fieldOf(() =>
+          settingsFromJson({ ...GO_EXAMPLE, servers: [{ ...GO_EXAMPLE.servers[0], enclaveCid }] }),
+        ),
+      ).toBe('servers[0].enclaveCid')
+    }
+    // vsock loopback (1) is accepted: the host still requires it to equal the handshake's peer CID.
+    expect(
+      settingsFromJson({ ...GO_EXAMPLE, servers: [{ ...GO_EXAMPLE.servers[0], enclaveCid: 1 }] }).settings
+        .servers[0]?.enclaveCid,
+    ).toBe(1)
     expect(fieldOf(() => settingsFromJson({ ...GO_EXAMPLE, clients: [{ enclaveDialPort: 1.5 }] }))).toBe(
       'clients[0].enclaveDialPort',
     )
@@ -144,7 +157,11 @@ describe('settingsFromJson', () => {
       }),
       logger: fc.record({ level: fc.constantFrom('', 'debug', 'info') }),
       servers: fc.uniqueArray(
-        fc.record({ enclaveCid: fc.nat(), enclaveListenPort: fc.nat(), bridgeTcpPort: port }),
+        fc.record({
+          enclaveCid: fc.integer({ min: 4, max: 0xfffffffe }),
+          enclaveListenPort: fc.nat(),
+          bridgeTcpPort: port,
+        }),
         { selector: (s) => s.bridgeTcpPort, maxLength: 5 },
       ),
       clients: fc.uniqueArray(

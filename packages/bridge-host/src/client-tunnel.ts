@@ -12,7 +12,7 @@ import {
 } from '@enclave/bridge-enclave'
 import { type Pipe, pipeConnection } from '@enclave/tunnel'
 import { connect, type DevModeOptions, listen } from '@enclave/vsock-transport'
-import type { DestinationPolicy } from './destinations.js'
+import { checkDestination, type DestinationPolicy, type ResolveHost } from './destinations.js'
 import { TunnelFailedError } from './errors.js'
 
 export interface ClientTunnelStats {
@@ -43,6 +43,8 @@ export interface ClientTunnelOptions {
   idleTimeoutMs: number
   dev: DevModeOptions | false | undefined
   logger: Logger
+  /** Name resolution for allowlist checks (default: dns.lookup, all answers). */
+  resolve?: ResolveHost
 }
 
 /**
@@ -135,15 +137,25 @@ export class ClientTunnel {
       const text = line.toString('latin1').replace(/\r$/, '')
       const target = parseTarget(text)
       if (!target) return this.#refuse(inbound, 'EINVAL', `"${text}" is not host:port`)
-      if (this.#options.policy && !this.#options.policy.allows(target.host, target.port)) {
-        this.#stats.denied++
-        return this.#refuse(inbound, 'EDENIED', `${text} is not in the host's destination allowlist`)
+      let dialHost = target.host
+      if (this.#options.policy) {
+        // Resolve once, check every answer, dial the checked address: never the name again.
+        const check = await checkDestination(
+          this.#options.policy,
+          target.host,
+          target.port,
+          this.#options.resolve,
+        )
+        if (!check.ok) {
+          if (check.code === 'EDENIED') this.#stats.denied++
+          return this.#refuse(inbound, check.code, check.message)
+        }
+        dialHost = check.address
       }
+      if (inbound.destroyed) return
       const timeoutMs = Math.min(CLIENT_DIAL_TIMEOUT_MS, this.#options.settings.requestTimeoutMs)
       const address =
-        isIP(target.host) === 6
-          ? `tcp://[${target.host}]:${target.port}`
-          : `tcp://${target.host}:${target.port}`
+        isIP(dialHost) === 6 ? `tcp://[${dialHost}]:${target.port}` : `tcp://${dialHost}:${target.port}`
       try {
         outbound = await connect(address, { timeoutMs, allowHalfOpen: true })
       } catch (err) {

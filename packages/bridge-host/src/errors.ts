@@ -11,6 +11,7 @@ export const BRIDGE_HOST_ERROR_CODES = Object.freeze([
   'ENCLAVE_BRIDGE_HOST_LISTEN_FAILED',
   'ENCLAVE_BRIDGE_HOST_HEARTBEAT_TIMEOUT',
   'ENCLAVE_BRIDGE_HOST_ID_MISMATCH',
+  'ENCLAVE_BRIDGE_HOST_CLOSING',
 ] as const)
 
 export type BridgeHostErrorCode = (typeof BRIDGE_HOST_ERROR_CODES)[number]
@@ -77,5 +78,13 @@ export class EnclaveIdMismatchError extends BridgeHostError {
   constructor(expected: string, received: string) {
     super('ENCLAVE_BRIDGE_HOST_ID_MISMATCH', `heartbeat for enclave ${received}, expected ${expected}`)
     this.name = 'EnclaveIdMismatchError'
+  }
+}
+
+/** The host is closing (or closed): a handshake that reached this point is not applied. */
+export class HostClosingError extends BridgeHostError {
+  constructor(message = 'the bridge host is closing; the enclave must hand-shake with a new host') {
+    super('ENCLAVE_BRIDGE_HOST_CLOSING', message)
+    this.name = 'HostClosingError'
   }
 }

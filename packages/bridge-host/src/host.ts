@@ -18,17 +18,26 @@ import {
 import { forward, type Tunnel } from '@enclave/tunnel'
 import { listen } from '@enclave/vsock-transport'
 import { ClientTunnel } from './client-tunnel.js'
+import { type ResolveHost, systemResolve } from './destinations.js'
 import { selectEnv } from './env-allowlist.js'
 import {
   EnclaveIdMismatchError,
   HandshakeFailedError,
   type HandshakeStep,
   HeartbeatTimeoutError,
+  HostClosingError,
   ListenFailedError,
   TunnelFailedError,
 } from './errors.js'
 import { LogSink } from './log-sink.js'
 import { type BridgeHostOptions, type ResolvedBridgeHostOptions, resolveOptions } from './options.js'
+import {
+  fromSessionEnclave,
+  MAX_WATCHDOG_CHANNELS,
+  type PeerCidSource,
+  serverCidAllowed,
+  vsockPeerCid,
+} from './peer-policy.js'
 
 /** Unclassified connections to the handshake port at once (handshakes in progress). */
 export const MAX_PENDING_HANDSHAKES = 16
@@ -80,8 +89,15 @@ export interface BridgeHostStats {
   logs: { connections: number; active: number; lines: number; bytes: number; truncatedLines: number }
 }
 
+interface HostDeps {
+  peerCidOf: PeerCidSource
+  resolve: ResolveHost
+}
+
 interface Session {
   readonly settings: BridgeSettings
+  /** CID the handshake came from; undefined in dev mode. */
+  readonly peerCid: number | undefined
   readonly record: Buffer
   readonly servers: Tunnel[]
   readonly clients: ClientTunnel[]
@@ -127,9 +143,14 @@ class BridgeHostImpl extends EventEmitter<BridgeHostEvents> implements BridgeHos
   readonly #inProgress = new Set<Promise<void>>()
   #closing: Promise<void> | undefined
 
-  constructor(options: ResolvedBridgeHostOptions, logger: Logger) {
+  readonly #peerCidOf: PeerCidSource
+  readonly #resolve: ResolveHost
+
+  constructor(options: ResolvedBridgeHostOptions, logger: Logger, deps: HostDeps) {
     super()
     this.options = options
+    this.#peerCidOf = deps.peerCidOf
+    this.#resolve = deps.resolve
     this.#log = logger.child({ component: 'bridge-host' })
     this.#sink = new LogSink(
       options.logOutput,
@@ -193,6 +214,7 @@ class BridgeHostImpl extends EventEmitter<BridgeHostEvents> implements BridgeHos
       return void socket.destroy()
     }
     const started = performance.now()
+    const peerCid = this.#peerCidOf(socket)
     const reader = new SocketReader(socket)
     const timeoutMs = this.options.handshakeTimeoutMs
     this.#pending.add(socket)
@@ -202,21 +224,26 @@ class BridgeHostImpl extends EventEmitter<BridgeHostEvents> implements BridgeHos
       // With a session running this may be a watchdog connection, and a Go enclave sends its
       // first heartbeat only after interval/2: wait at least a whole interval for it.
       const current = this.#session
+      if (current) this.#checkSameEnclave(peerCid, current)
       const firstTimeoutMs = current ? Math.max(timeoutMs, current.settings.watchdog.intervalMs) : timeoutMs
       const first = await reader.peek(2, { timeoutMs: firstTimeoutMs, what: 'the first message (ACK)' })
       const session = this.#session
+      if (session) this.#checkSameEnclave(peerCid, session)
       if (session && (await this.#isHeartbeat(reader, first, session)))
-        return this.#watchdogChannel(socket, reader, session)
+        return this.#watchdogChannel(socket, reader, session, peerCid)
       if (first[0] !== ACK[0] || first[1] !== ACK[1]) {
         // After a handshake, Go treats every connection to this port as a watchdog connection.
-        if (session) return this.#watchdogChannel(socket, reader, session)
+        if (session) return this.#watchdogChannel(socket, reader, session, peerCid)
         if (this.#inProgress.size > 0) {
           await Promise.race([
             Promise.allSettled([...this.#inProgress]),
             delay(timeoutMs, undefined, { ref: false }),
           ])
           const settled = this.#session
-          if (settled) return this.#watchdogChannel(socket, reader, settled)
+          if (settled) {
+            this.#checkSameEnclave(peerCid, settled)
+            return this.#watchdogChannel(socket, reader, settled, peerCid)
+          }
         }
         throw new HandshakeFailedError(
           'ack',
@@ -262,8 +289,17 @@ class BridgeHostImpl extends EventEmitter<BridgeHostEvents> implements BridgeHos
         throw err
       }
       for (const warning of parsed.warnings) this.#log.warn({ warning }, 'settings: unknown field ignored')
+      parsed.settings.servers.forEach((s, i) => {
+        if (!serverCidAllowed(s.enclaveCid, peerCid, this.options.allowEnclaveCids)) {
+          throw new HandshakeFailedError(
+            'settings',
+            `servers[${i}].enclaveCid ${s.enclaveCid} is not the CID this enclave connected from (${peerCid ?? 'unknown'}); ` +
+              'an enclave may only expose its own ports (trust other CIDs with allowEnclaveCids / --allow-enclave-cid)',
+          )
+        }
+      })
       step = 'apply'
-      await this.#apply(parsed.settings)
+      await this.#apply(parsed.settings, peerCid)
       socket.end(ACK)
       reader.release()
       this.#handshakes.completed++
@@ -319,8 +355,35 @@ class BridgeHostImpl extends EventEmitter<BridgeHostEvents> implements BridgeHos
     }
   }
 
-  #watchdogChannel(socket: Socket, reader: SocketReader, session: Session): void {
+  /**
+   * While a session runs, only its enclave (its CID, or one in allowEnclaveCids) may hand-shake
+   * again or open watchdog connections: anyone else on vsock could otherwise replace the session.
+   */
+  #checkSameEnclave(peerCid: number | undefined, session: Session): void {
+    if (fromSessionEnclave(peerCid, session.peerCid, this.options.allowEnclaveCids)) return
+    throw new HandshakeFailedError(
+      'ack',
+      `connection from CID ${peerCid ?? 'unknown'} refused: a session with the enclave at CID ` +
+        `${session.peerCid ?? 'unknown'} is running (trust other CIDs with allowEnclaveCids / --allow-enclave-cid)`,
+    )
+  }
+
+  #watchdogChannel(
+    socket: Socket,
+    reader: SocketReader,
+    session: Session,
+    peerCid: number | undefined,
+  ): void {
     this.#pending.delete(socket)
+    if (session.channels.size >= MAX_WATCHDOG_CHANNELS) {
+      this.#log.warn(
+        { limit: MAX_WATCHDOG_CHANNELS, peerCid },
+        'watchdog connection refused: the session has enough open already',
+      )
+      reader.release()
+      socket.destroy()
+      return
+    }
     const { enclaveId, intervalMs } = session.settings.watchdog
     const stop = runHeartbeatChannel(
       socket,
@@ -335,7 +398,14 @@ class BridgeHostImpl extends EventEmitter<BridgeHostEvents> implements BridgeHos
         },
         onMismatch: (received) => {
           session.channels.delete(stop)
-          if (this.#session === session) this.#failure(new EnclaveIdMismatchError(enclaveId, received))
+          if (this.#session !== session) return
+          // Only the session's own enclave can fail it; from anyone else (a CID in
+          // allowEnclaveCids) a wrong id just loses that connection.
+          if (peerCid === session.peerCid) {
+            this.#failure(new EnclaveIdMismatchError(enclaveId, received))
+          } else {
+            this.#log.warn({ peerCid, received }, 'watchdog connection with a wrong enclave id closed')
+          }
         },
         onClose: () => {
           session.channels.delete(stop)
@@ -360,16 +430,18 @@ class BridgeHostImpl extends EventEmitter<BridgeHostEvents> implements BridgeHos
     this.emit('failure', err)
   }
 
-  #apply(settings: BridgeSettings): Promise<void> {
-    const run = this.#applying.then(() => this.#applyNow(settings))
+  #apply(settings: BridgeSettings, peerCid: number | undefined): Promise<void> {
+    const run = this.#applying.then(() => this.#applyNow(settings, peerCid))
     this.#applying = run.catch(() => {})
     return run
   }
 
-  async #applyNow(settings: BridgeSettings): Promise<void> {
-    if (this.state === 'closing' || this.state === 'closed') throw new Error('the host is closing')
-    // A new handshake means the enclave restarted: its old connections are gone.
+  async #applyNow(settings: BridgeSettings, peerCid: number | undefined): Promise<void> {
+    if (this.state === 'closing' || this.state === 'closed') throw new HostClosingError()
+    // A new handshake means the enclave restarted: its old connections are gone. Checked again
+    // here, since two handshakes may have started before either had a session.
     if (this.#session) {
+      this.#checkSameEnclave(peerCid, this.#session)
       this.#log.info(
         { enclaveId: this.#session.settings.watchdog.enclaveId },
         'new handshake replaces the session',
@@ -420,6 +492,7 @@ class BridgeHostImpl extends EventEmitter<BridgeHostEvents> implements BridgeHos
             idleTimeoutMs: o.idleTimeoutMs,
             dev: o.dev,
             logger: this.#log,
+            resolve: this.#resolve,
           }),
         )
       }
@@ -433,6 +506,7 @@ class BridgeHostImpl extends EventEmitter<BridgeHostEvents> implements BridgeHos
     const now = Date.now()
     this.#session = {
       settings,
+      peerCid,
       record: encodeHeartbeat(settings.watchdog.enclaveId),
       servers,
       clients,
@@ -525,7 +599,20 @@ const silent: Logger = {
  */
 export function createBridgeHost(
   options: BridgeHostOptions = {},
-  { logger }: { logger?: Logger } = {},
+  {
+    logger,
+    peerCidOf,
+    resolve,
+  }: {
+    logger?: Logger
+    /** Where a connection's vsock CID comes from (default: getpeername); for tests and custom transports. */
+    peerCidOf?: PeerCidSource
+    /** Name resolution for the egress allowlist (default: dns.lookup, all answers); for tests. */
+    resolve?: ResolveHost
+  } = {},
 ): BridgeHost {
-  return new BridgeHostImpl(resolveOptions(options), logger ?? silent)
+  return new BridgeHostImpl(resolveOptions(options), logger ?? silent, {
+    peerCidOf: peerCidOf ?? vsockPeerCid,
+    resolve: resolve ?? systemResolve,
+  })
 }

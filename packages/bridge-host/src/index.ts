@@ -15,7 +15,12 @@
  */
 
 export { ClientTunnel, type ClientTunnelStats, parseTarget } from './client-tunnel.js'
-export { createDestinationPolicy, type DestinationPolicy } from './destinations.js'
+export {
+  createDestinationPolicy,
+  type DestinationPolicy,
+  isProtectedAddress,
+  type ResolveHost,
+} from './destinations.js'
 export { checkEnvPatterns, selectEnv } from './env-allowlist.js'
 export {
   BRIDGE_HOST_ERROR_CODES,
@@ -25,6 +30,7 @@ export {
   HandshakeFailedError,
   type HandshakeStep,
   HeartbeatTimeoutError,
+  HostClosingError,
   InvalidOptionError,
   ListenFailedError,
   TunnelFailedError,
@@ -47,3 +53,4 @@ export {
   resolveOptions,
   type WatchdogFailureMode,
 } from './options.js'
+export { MAX_WATCHDOG_CHANNELS, type PeerCidSource } from './peer-policy.js'

@@ -5,6 +5,8 @@ import type { Logger } from '@enclave/bridge-enclave'
 /** Log connections open at once; more are refused (each may buffer one partial line). */
 export const MAX_LOG_CONNECTIONS = 64
 
+const EMPTY = Buffer.alloc(0)
+
 export interface LogSinkStats {
   connections: number
   lines: number
@@ -61,10 +63,32 @@ export class LogSink {
     }
     this.#sockets.add(socket)
     this.stats.connections++
-    let pending: Buffer[] = []
-    let pendingLength = 0
+    // The partial line is copied into one growing buffer (doubling, at most maxLineBytes), so a
+    // peer dripping a long line costs linear copying, and the socket's chunks are never retained.
+    let partial = EMPTY
+    let partialLength = 0
     // True while the rest of an over-long line is being skipped.
     let skipping = false
+    const append = (piece: Buffer): void => {
+      if (partialLength + piece.length > partial.length) {
+        const size = Math.min(this.#maxLine, Math.max(256, partial.length * 2, partialLength + piece.length))
+        const next = Buffer.allocUnsafe(size)
+        partial.copy(next, 0, 0, partialLength)
+        partial = next
+      }
+      piece.copy(partial, partialLength)
+      partialLength += piece.length
+    }
+    // #emit copies the line out, so the buffer is reused; a big one is dropped to free memory.
+    const emitWith = (tail: Buffer): void => {
+      if (partialLength === 0) this.#emit(tail)
+      else {
+        append(tail)
+        this.#emit(partial.subarray(0, partialLength))
+      }
+      partialLength = 0
+      if (partial.length > 16 * 1024) partial = EMPTY
+    }
     socket.on('error', (err) => this.#log.debug({ err }, 'log connection error'))
     socket.on('data', (chunk: Buffer) => {
       let start = 0
@@ -72,31 +96,21 @@ export class LogSink {
         const lf = chunk.indexOf(0x0a, start)
         const end = lf < 0 ? chunk.length : lf
         if (!skipping) {
-          const room = this.#maxLine - pendingLength
-          const take = Math.min(end - start, room)
-          if (take > 0) {
-            pending.push(chunk.subarray(start, start + take))
-            pendingLength += take
-          }
+          const room = this.#maxLine - partialLength
+          const piece = chunk.subarray(start, start + Math.min(end - start, room))
           if (end - start > room) {
-            this.#emit(Buffer.concat(pending, pendingLength))
-            pending = []
-            pendingLength = 0
+            emitWith(piece)
             this.stats.truncatedLines++
             this.#log.warn({ maxLineBytes: this.#maxLine }, 'enclave log line over the limit was cut')
             skipping = true
           } else if (lf >= 0) {
-            this.#emit(Buffer.concat(pending, pendingLength))
-            pending = []
-            pendingLength = 0
+            emitWith(piece)
+          } else if (piece.length > 0) {
+            append(piece)
           }
         }
         if (lf >= 0) skipping = false
         start = lf < 0 ? chunk.length : lf + 1
-      }
-      // Copy what a chunk leaves pending, so the socket's buffer can be reused.
-      if (pending.length > 0) {
-        pending = [Buffer.from(Buffer.concat(pending, pendingLength))]
       }
     })
     let flushed = false
@@ -105,7 +119,7 @@ export class LogSink {
       flushed = true
       this.#sockets.delete(socket)
       // A last line without LF still goes out whole.
-      if (pendingLength > 0 && !skipping) this.#emit(Buffer.concat(pending, pendingLength))
+      if (partialLength > 0 && !skipping) emitWith(EMPTY)
     }
     socket.once('end', () => {
       finish()

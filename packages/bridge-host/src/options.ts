@@ -70,6 +70,13 @@ export interface BridgeHostOptions {
   drainTimeoutMs?: number
   /** vsock-transport dev mode; default: from ENCLAVE_VSOCK_DEV_DIR. */
   dev?: DevModeOptions | false
+  /**
+   * Enclave CIDs trusted besides the one the handshake came from. By default `servers[].enclaveCid`
+   * must equal the handshake peer's CID, and while a session runs only that CID may hand-shake
+   * again or open watchdog connections. List more CIDs here for a setup that needs them.
+   * @default []
+   */
+  allowEnclaveCids?: readonly number[]
 }
 
 export interface ResolvedBridgeHostOptions {
@@ -91,6 +98,7 @@ export interface ResolvedBridgeHostOptions {
   readonly idleTimeoutMs: number
   readonly drainTimeoutMs: number
   readonly dev: DevModeOptions | false | undefined
+  readonly allowEnclaveCids: readonly number[]
 }
 
 export const DEFAULTS = Object.freeze({
@@ -172,5 +180,8 @@ export function resolveOptions(options: BridgeHostOptions = {}): ResolvedBridgeH
     idleTimeoutMs: int('idleTimeoutMs', options.idleTimeoutMs ?? DEFAULTS.idleTimeoutMs, 0, MAX_TIMER_MS),
     drainTimeoutMs: int('drainTimeoutMs', options.drainTimeoutMs ?? DEFAULTS.drainTimeoutMs, 0, MAX_TIMER_MS),
     dev: options.dev,
+    allowEnclaveCids: Object.freeze(
+      (options.allowEnclaveCids ?? []).map((cid, i) => int(`allowEnclaveCids[${i}]`, cid, 4, 0xfffffffe)),
+    ),
   })
 }

@@ -1,10 +1,15 @@
 import { createHash } from 'node:crypto'
-import type { Server, Socket } from 'node:net'
+import { createServer, type Server, type Socket } from 'node:net'
 import { PassThrough } from 'node:stream'
-import type { BridgeSettings } from '@enclave/bridge-enclave'
-import { makeTempDir } from '@enclave/test-helpers'
+import { type BridgeSession, type BridgeSettings, connectBridge } from '@enclave/bridge-enclave'
+import { makeTempDir, waitFor } from '@enclave/test-helpers'
 import { listen } from '@enclave/vsock-transport'
-import { type BridgeHost, type BridgeHostOptions, createBridgeHost } from '../src/index.js'
+import {
+  type BridgeHost,
+  type BridgeHostOptions,
+  createBridgeHost,
+  type HandshakeFailedError,
+} from '../src/index.js'
 
 export const ENCLAVE_CID = 16
 
@@ -27,12 +32,16 @@ export function logCapture() {
   return { out, text: () => Buffer.concat(chunks).toString('utf8'), writes: chunks }
 }
 
+/** Injected dependencies of createBridgeHost (a fake peer CID source, a fake resolver). */
+export type HostDeps = NonNullable<Parameters<typeof createBridgeHost>[1]>
+
 export async function startHost(
   world: ReturnType<typeof devWorld>,
   options: BridgeHostOptions = {},
+  deps: HostDeps = {},
 ): Promise<{ host: BridgeHost; logs: ReturnType<typeof logCapture> }> {
   const logs = logCapture()
-  const host = createBridgeHost({ dev: world.hostDev, logOutput: logs.out, env: {}, ...options })
+  const host = createBridgeHost({ dev: world.hostDev, logOutput: logs.out, env: {}, ...options }, deps)
   await host.start()
   return { host, logs }
 }
@@ -121,4 +130,58 @@ export function hashUntilEnd(socket: Socket): Promise<{ hash: string; bytes: num
     socket.once('end', () => resolve({ hash: h.digest('hex'), bytes }))
     socket.once('error', reject)
   })
+}
+
+/** Whether an error (or one of its causes) carries `code`. */
+function hasCode(err: unknown, code: string): boolean {
+  for (let e = err as { code?: unknown; cause?: unknown } | undefined; e; e = e.cause as typeof e) {
+    if (e.code === code) return true
+  }
+  return false
+}
+
+/** A port that was free a moment ago; the caller must cope with losing it (see `bridged`). */
+async function probablyFreePort(): Promise<number> {
+  const s = createServer()
+  await new Promise<void>((resolve) => s.listen(0, '127.0.0.1', resolve))
+  const { port } = s.address() as { port: number }
+  await new Promise((r) => s.close(r))
+  return port
+}
+
+/**
+ * Host + a hand-shaken enclave with one server tunnel (vsock 5001 → a host TCP port) and one client
+ * tunnel (vsock 5002). The host must bind the TCP port itself and settings cannot say "port 0", so
+ * a port another process grabs in between makes the apply step fail with EADDRINUSE: retried.
+ */
+export async function bridged(
+  world: ReturnType<typeof devWorld>,
+  options: BridgeHostOptions = {},
+  deps: HostDeps = {},
+): Promise<{ host: BridgeHost; tcpPort: number; session: BridgeSession }> {
+  const { host } = await startHost(world, options, deps)
+  const errors: HandshakeFailedError[] = []
+  host.on('handshakeError', (e) => errors.push(e))
+  for (let attempt = 1; ; attempt++) {
+    const tcpPort = await probablyFreePort()
+    const hs = await connectBridge({ dev: world.enclaveDev })
+    try {
+      const session = await hs.finish(
+        settings({
+          servers: [{ enclaveCid: ENCLAVE_CID, enclaveListenPort: 5001, bridgeTcpPort: tcpPort }],
+          clients: [{ enclaveDialPort: 5002, requestTimeoutMs: 0 }],
+        }),
+        { watchdog: false },
+      )
+      return { host, tcpPort, session }
+    } catch (err) {
+      hs.close()
+      await waitFor(() => errors.length > 0, { what: 'the host to report the failed handshake' })
+      const cause = errors.shift()
+      if (attempt >= 5 || !hasCode(cause, 'EADDRINUSE')) {
+        await host.close({ drainTimeoutMs: 0 })
+        throw cause ?? err
+      }
+    }
+  }
 }

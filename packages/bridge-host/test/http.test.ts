@@ -7,16 +7,15 @@ import { join } from 'node:path'
 import {
   BridgeHttpAgent,
   BridgeHttpsAgent,
-  connectBridge,
   createBridgeDispatcher,
   DialFailedError,
   serveHttp,
 } from '@enclave/bridge-enclave'
-import { makeTempDir } from '@enclave/test-helpers'
+import { holdDeadPort, makeTempDir } from '@enclave/test-helpers'
 import { request } from 'undici'
 import { afterEach, describe, expect, it } from 'vitest'
 import type { BridgeHost } from '../src/index.js'
-import { devWorld, ENCLAVE_CID, settings, startHost } from './helpers.js'
+import { bridged as bridgedHost, devWorld } from './helpers.js'
 
 let world: ReturnType<typeof devWorld>
 let host: BridgeHost | undefined
@@ -39,28 +38,12 @@ function listenLocal(server: http.Server | https.Server): Promise<number> {
   })
 }
 
-async function freePort(): Promise<number> {
-  const s = http.createServer()
-  const port = await listenLocal(s)
-  await new Promise((r) => s.close(r))
-  cleanups.pop()
-  return port
-}
-
 async function bridged(options: { proxyProtocol?: boolean } = {}): Promise<number> {
   world = devWorld()
-  ;({ host } = await startHost(world, options))
-  const tcpPort = await freePort()
-  const hs = await connectBridge({ dev: world.enclaveDev })
-  const session = await hs.finish(
-    settings({
-      servers: [{ enclaveCid: ENCLAVE_CID, enclaveListenPort: 5001, bridgeTcpPort: tcpPort }],
-      clients: [{ enclaveDialPort: 5002, requestTimeoutMs: 0 }],
-    }),
-    { watchdog: false },
-  )
-  cleanups.push(() => session.close())
-  return tcpPort
+  const b = await bridgedHost(world, options)
+  host = b.host
+  cleanups.push(() => b.session.close())
+  return b.tcpPort
 }
 
 function get(url: string, options: http.RequestOptions = {}): Promise<{ status: number; body: string }> {
@@ -128,8 +111,9 @@ describe('HTTP helpers', () => {
     cleanups.push(() => dispatcher.close())
     const res = await request(`http://127.0.0.1:${port}/b`, { dispatcher })
     expect(await res.body.text()).toBe('upstream /b')
-    const dead = await freePort()
-    const err = await request(`http://127.0.0.1:${dead}/`, { dispatcher }).catch((e) => e)
+    const dead = await holdDeadPort()
+    cleanups.push(dead.release)
+    const err = await request(`http://127.0.0.1:${dead.port}/`, { dispatcher }).catch((e) => e)
     expect(err).toBeInstanceOf(DialFailedError)
     expect(err.reason).toBe('ECONNREFUSED')
   })

@@ -73,6 +73,28 @@ describe('log forwarding (vsock 4999 → stdout)', () => {
     expect(host.stats().logs.truncatedLines).toBe(1)
   })
 
+  it('a long line dripped in small pieces comes out whole and once, with the cut still applied', async () => {
+    world = devWorld()
+    const started = await startHost(world, { maxLogLineBytes: 48 * 1024 })
+    host = started.host
+    const s = await connect('vsock://3:4999', { dev: world.enclaveDev })
+    const long = Buffer.from(Array.from({ length: 40 * 1024 }, (_, i) => 0x41 + (i % 26)))
+    const tooLong = Buffer.alloc(50 * 1024, 0x7a)
+    const data = Buffer.concat([long, Buffer.from('\n'), tooLong, Buffer.from('\nend\n')])
+    for (let at = 0; at < data.length; at += 333) {
+      s.write(data.subarray(at, at + 333))
+      if (at % (333 * 16) === 0) await new Promise((r) => setImmediate(r))
+    }
+    s.end()
+    await waitFor(() => host?.stats().logs.lines === 3, { what: '3 lines' })
+    const lines = started.logs.writes
+    expect(lines).toHaveLength(3)
+    expect(lines[0]?.equals(Buffer.concat([long, Buffer.from('\n')]))).toBe(true)
+    expect(lines[1]?.equals(Buffer.concat([tooLong.subarray(0, 48 * 1024), Buffer.from('\n')]))).toBe(true)
+    expect(lines[2]?.toString()).toBe('end\n')
+    expect(host.stats().logs.truncatedLines).toBe(1)
+  })
+
   it('the enclave pino logger reaches the host, even when it logs before the host is up', async () => {
     world = devWorld()
     const dest = createLogDestination({ dev: world.enclaveDev })

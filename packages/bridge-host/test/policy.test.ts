@@ -3,6 +3,7 @@ import {
   checkEnvPatterns,
   createDestinationPolicy,
   InvalidOptionError,
+  isProtectedAddress,
   parseTarget,
   selectEnv,
 } from '../src/index.js'
@@ -75,5 +76,28 @@ describe('parseTarget', () => {
     ['a b:80', undefined],
   ])('%s', (text, expected) => {
     expect(parseTarget(text)).toEqual(expected)
+  })
+})
+
+describe('protected addresses (never reached through an allowed name)', () => {
+  it('covers loopback, link-local, metadata, unspecified and their IPv4-mapped forms', () => {
+    for (const ip of [
+      '127.0.0.1',
+      '127.8.9.10',
+      '169.254.169.254',
+      '169.254.1.1',
+      '0.0.0.0',
+      '::1',
+      '::',
+      'fe80::1',
+      'fd00:ec2::254',
+      '::ffff:169.254.169.254',
+      '::ffff:127.0.0.1',
+    ]) {
+      expect(isProtectedAddress(ip), ip).toBe(true)
+    }
+    for (const ip of ['10.0.0.1', '93.184.216.34', '2001:db8::1', 'fd00:ec2::253', 'not-an-ip']) {
+      expect(isProtectedAddress(ip), ip).toBe(false)
+    }
   })
 })

@@ -1,24 +1,19 @@
 import { createServer, type Server, type Socket } from 'node:net'
-import {
-  connectBridge,
-  DestinationDeniedError,
-  DialFailedError,
-  dialThroughBridge,
-} from '@enclave/bridge-enclave'
+import { DestinationDeniedError, DialFailedError, dialThroughBridge } from '@enclave/bridge-enclave'
+import { holdDeadPort } from '@enclave/test-helpers'
 import { connect, listen } from '@enclave/vsock-transport'
 import { afterEach, describe, expect, it } from 'vitest'
 import type { BridgeHost, BridgeHostOptions } from '../src/index.js'
 import {
+  bridged as bridgedHost,
   close,
   devWorld,
-  ENCLAVE_CID,
   echo,
   enclaveServer,
+  type HostDeps,
   hashUntilEnd,
   pattern,
-  settings,
   sha256Of,
-  startHost,
   writeAll,
 } from './helpers.js'
 
@@ -26,7 +21,10 @@ let world: ReturnType<typeof devWorld>
 let host: BridgeHost | undefined
 const servers: Server[] = []
 
+const releases: (() => Promise<void>)[] = []
+
 afterEach(async () => {
+  await Promise.all(releases.splice(0).map((r) => r()))
   await host?.close({ drainTimeoutMs: 0 })
   host = undefined
   await Promise.all(servers.splice(0).map(close))
@@ -43,28 +41,13 @@ function tcpServer(handler: (s: Socket) => void): Promise<{ server: Server; port
   })
 }
 
-async function freePort(): Promise<number> {
-  const { server, port } = await tcpServer(() => {})
-  await close(server)
-  servers.splice(servers.indexOf(server), 1)
-  return port
-}
-
 /** Host + a hand-shaken enclave with one server tunnel (5001 → TCP) and one client tunnel (5002). */
-async function bridged(options: BridgeHostOptions = {}): Promise<{ tcpPort: number }> {
+async function bridged(options: BridgeHostOptions = {}, deps: HostDeps = {}): Promise<{ tcpPort: number }> {
   world = devWorld()
-  ;({ host } = await startHost(world, options))
-  const tcpPort = await freePort()
-  const hs = await connectBridge({ dev: world.enclaveDev })
-  const session = await hs.finish(
-    settings({
-      servers: [{ enclaveCid: ENCLAVE_CID, enclaveListenPort: 5001, bridgeTcpPort: tcpPort }],
-      clients: [{ enclaveDialPort: 5002, requestTimeoutMs: 0 }],
-    }),
-    { watchdog: false },
-  )
-  session.close()
-  return { tcpPort }
+  const b = await bridgedHost(world, options, deps)
+  host = b.host
+  b.session.close()
+  return { tcpPort: b.tcpPort }
 }
 
 const MIB = 100
@@ -146,13 +129,15 @@ describe('client tunnel (enclave → host TCP)', () => {
 
   it('a dial to a dead port gives the enclave a clear error naming the cause', async () => {
     await bridged()
-    const dead = await freePort()
-    const err = await dialThroughBridge('127.0.0.1', dead, { port: 5002, dev: world.enclaveDev }).catch(
+    // Held for the whole test: nothing can start listening on it in between.
+    const dead = await holdDeadPort()
+    releases.push(dead.release)
+    const err = await dialThroughBridge('127.0.0.1', dead.port, { port: 5002, dev: world.enclaveDev }).catch(
       (e) => e,
     )
     expect(err).toBeInstanceOf(DialFailedError)
     expect(err.reason).toBe('ECONNREFUSED')
-    expect(err.target).toBe(`127.0.0.1:${dead}`)
+    expect(err.target).toBe(`127.0.0.1:${dead.port}`)
     expect(err.message).toMatch(/ECONNREFUSED/)
   })
 
@@ -173,6 +158,50 @@ describe('client tunnel (enclave → host TCP)', () => {
     )
     expect(deep).toBeInstanceOf(DestinationDeniedError)
     expect((host as BridgeHost).stats().tunnels.find((t) => t.kind === 'client')?.errors).toBe(2)
+  })
+
+  it('resolves an allowed name once, refuses it if any answer is loopback/link-local/metadata, dials the checked IP', async () => {
+    const { port } = await tcpServer(echo)
+    const answers: Record<string, { address: string; family: number }[]> = {
+      'metadata.example.com': [{ address: '169.254.169.254', family: 4 }],
+      'mixed.example.com': [
+        { address: '93.184.216.34', family: 4 },
+        { address: '::ffff:127.0.0.1', family: 6 },
+      ],
+      'v6meta.example.com': [{ address: 'fd00:ec2::254', family: 6 }],
+      'local.example.com': [{ address: '127.0.0.1', family: 4 }],
+      'named-local.example.com': [{ address: '127.0.0.1', family: 4 }],
+    }
+    const lookups: string[] = []
+    const resolve = async (name: string) => {
+      lookups.push(name)
+      const found = answers[name]
+      if (!found) throw Object.assign(new Error(`getaddrinfo ENOTFOUND ${name}`), { code: 'ENOTFOUND' })
+      return found
+    }
+    await bridged(
+      { allowDestinations: ['*.example.com', `127.0.0.1:${port}`, 'named-local.example.com'] },
+      { resolve },
+    )
+    const dial = (name: string, p: number) =>
+      dialThroughBridge(name, p, { port: 5002, dev: world.enclaveDev }).catch((e) => e)
+    for (const name of ['metadata.example.com', 'mixed.example.com', 'v6meta.example.com']) {
+      const err = await dial(name, 80)
+      expect(err, name).toBeInstanceOf(DestinationDeniedError)
+      expect(err.message, name).toMatch(/resolves to .*loopback\/link-local\/metadata/)
+    }
+    // Allowed by name, but loopback is only for rules that name it: port 80 has no IP rule.
+    expect(await dial('local.example.com', 80)).toBeInstanceOf(DestinationDeniedError)
+    // `127.0.0.1:<port>` names the IP: the name resolves there and the checked IP is dialled (a
+    // second lookup would throw: the fake resolver is the only one that knows these names).
+    lookups.length = 0
+    const ok = await dialThroughBridge('named-local.example.com', port, { port: 5002, dev: world.enclaveDev })
+    ok.end('ping')
+    expect((await hashUntilEnd(ok)).bytes).toBe(4)
+    expect(lookups).toEqual(['named-local.example.com'])
+    const unknown = await dial('nowhere.example.com', 443)
+    expect(unknown).toBeInstanceOf(DialFailedError)
+    expect(unknown.reason).toBe('ENOTFOUND')
   })
 
   it('answers a malformed target line with an error instead of dialing', async () => {

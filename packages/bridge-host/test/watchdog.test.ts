@@ -6,6 +6,7 @@ import {
   HeartbeatTimeoutError as EnclaveSideTimeout,
   encodeHeartbeat,
 } from '@enclave/bridge-enclave'
+import { waitFor } from '@enclave/test-helpers'
 import { connect } from '@enclave/vsock-transport'
 import { afterEach, describe, expect, it } from 'vitest'
 import { type BridgeHost, EnclaveIdMismatchError, HeartbeatTimeoutError } from '../src/index.js'
@@ -22,7 +23,10 @@ afterEach(async () => {
   world?.remove()
 })
 
-const INTERVAL = 200
+/** For tests about detecting loss: short, and they assert only what load cannot change. */
+const LOSS_INTERVAL = 400
+/** For everything else: long enough that no timer fires however loaded the machine is. */
+const CALM_INTERVAL = 60_000
 
 /** Records the order of host events. */
 function journal(h: BridgeHost): string[] {
@@ -38,7 +42,7 @@ function journal(h: BridgeHost): string[] {
 async function handshake(
   enclaveId: string,
   watchdog: boolean,
-  intervalMs = INTERVAL,
+  intervalMs = CALM_INTERVAL,
 ): Promise<BridgeSession> {
   const hs = await connectBridge({ dev: world.enclaveDev })
   const session = await hs.finish(settings({ watchdog: { enclaveId, intervalMs } }), { watchdog })
@@ -70,11 +74,13 @@ describe('watchdog', () => {
     ;({ host } = await startHost(world))
     const events = journal(host)
     const failure = once(host, 'failure')
-    await handshake(crypto.randomUUID(), false)
+    await handshake(crypto.randomUUID(), false, LOSS_INTERVAL)
     const [err] = await failure
     expect(err).toBeInstanceOf(HeartbeatTimeoutError)
-    expect(err.message).toMatch(`within ${INTERVAL} ms`)
-    expect(events).toEqual(['ready', 'failure:ENCLAVE_BRIDGE_HOST_HEARTBEAT_TIMEOUT'])
+    expect(err.message).toMatch(`within ${LOSS_INTERVAL} ms`)
+    expect(events).toContain('ready')
+    expect(events.at(-1)).toBe('failure:ENCLAVE_BRIDGE_HOST_HEARTBEAT_TIMEOUT')
+    expect(events.filter((e) => e.startsWith('failure'))).toHaveLength(1)
     expect(host.state).toBe('failed')
   })
 
@@ -82,13 +88,15 @@ describe('watchdog', () => {
     world = devWorld()
     ;({ host } = await startHost(world, { onWatchdogFailure: 'wait' }))
     const events = journal(host)
-    const session = await handshake(crypto.randomUUID(), true)
-    await once(host, 'heartbeat')
     const failure = once(host, 'failure')
+    const session = await handshake(crypto.randomUUID(), true, LOSS_INTERVAL)
     session.close() // the enclave stops beating
-    await failure
-    expect(events).toEqual(['ready', 'heartbeat', 'failure:ENCLAVE_BRIDGE_HOST_HEARTBEAT_TIMEOUT'])
-    expect(host.state).toBe('waiting')
+    const [err] = await failure
+    // Under load the loss may be seen before or after a first beat: assert only the final facts.
+    expect(err).toBeInstanceOf(HeartbeatTimeoutError)
+    expect(events).toContain('ready')
+    expect(events.at(-1)).toBe('failure:ENCLAVE_BRIDGE_HOST_HEARTBEAT_TIMEOUT')
+    await waitFor(() => host?.state === 'waiting', { what: 'the host to wait for a new handshake' })
     await handshake(crypto.randomUUID(), true)
     expect(host.state).toBe('running')
   })
@@ -109,7 +117,7 @@ describe('watchdog', () => {
   it('the enclave side gets an event when the host stops beating', async () => {
     world = devWorld()
     ;({ host } = await startHost(world))
-    const session = await handshake(crypto.randomUUID(), true)
+    const session = await handshake(crypto.randomUUID(), true, LOSS_INTERVAL)
     await once(session.watchdog as NonNullable<BridgeSession['watchdog']>, 'heartbeat')
     const failure = once(session.watchdog as NonNullable<BridgeSession['watchdog']>, 'failure')
     await host.close({ drainTimeoutMs: 0 })
@@ -129,7 +137,7 @@ describe('watchdog', () => {
     const { EnclaveWatchdog } = await import('@enclave/bridge-enclave')
     const dog = new EnclaveWatchdog({
       enclaveId: crypto.randomUUID(),
-      intervalMs: INTERVAL,
+      intervalMs: CALM_INTERVAL,
       hostCid: 3,
       port: 5000,
       dev: world.enclaveDev,

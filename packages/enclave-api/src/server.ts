@@ -54,6 +54,8 @@ export interface EnclaveApiServer {
 const NSM_FIELD_MAX = 1024
 const RANDOM_DEFAULT = 32
 const RANDOM_MAX = 256
+/** NSM bytes hashed into the P-384 private key (one SHA-384 block's worth of entropy). */
+const SEED_BYTES = 48
 
 const toHex = (b: Uint8Array) => Buffer.from(b).toString('hex')
 
@@ -150,6 +152,26 @@ async function callNsm<T>(what: string, call: () => Promise<T>): Promise<T> {
   }
 }
 
+/**
+ * Exactly `count` NSM random bytes. One GetRandom may answer fewer bytes than asked for (the
+ * device returns what it has), so it is called until enough arrive; an empty answer is an error,
+ * which also bounds the loop to `count` calls.
+ */
+async function nsmRandom(nsm: ApiNsm, count: number): Promise<Buffer> {
+  const out = Buffer.alloc(count)
+  let filled = 0
+  while (filled < count) {
+    const chunk = await callNsm('GetRandom', () => nsm.getRandom())
+    if (!(chunk instanceof Uint8Array) || chunk.length === 0) {
+      throw new NsmFailedError(`the NSM answered GetRandom with no bytes (${filled} of ${count} collected)`)
+    }
+    const take = Math.min(chunk.length, count - filled)
+    out.set(chunk.subarray(0, take), filled)
+    filled += take
+  }
+  return out
+}
+
 /** Creates the API server; call listen() to start it (the supervisor owns the lifecycle). */
 export function createEnclaveApiServer(options: EnclaveApiOptions, deps: EnclaveApiDeps): EnclaveApiServer {
   const resolved = resolveOptions(options)
@@ -168,9 +190,9 @@ export function createEnclaveApiServer(options: EnclaveApiOptions, deps: Enclave
   async function ensureKey(): Promise<void> {
     if (privateKey === undefined) {
       // Key material from the NSM (as the Sparsity fork derives its keys), not the OS pool alone.
-      const seed = createHash('sha384')
-        .update(await callNsm('GetRandom', () => nsm.getRandom()))
-        .digest()
+      const material = await nsmRandom(nsm, SEED_BYTES)
+      const seed = createHash('sha384').update(material).digest()
+      material.fill(0)
       const ecdh = createECDH('secp384r1')
       ecdh.setPrivateKey(seed)
       const pub = ecdh.getPublicKey()
@@ -241,8 +263,8 @@ export function createEnclaveApiServer(options: EnclaveApiOptions, deps: Enclave
         if (!Number.isInteger(count) || count < 1 || count > RANDOM_MAX) {
           throw new BadRequestError(`bytes must be an integer in 1..${RANDOM_MAX}`)
         }
-        const random = await callNsm('GetRandom', () => nsm.getRandom())
-        sendJson(res, 200, { random_bytes: `0x${toHex(random.subarray(0, count))}` })
+        const random = await nsmRandom(nsm, count)
+        sendJson(res, 200, { random_bytes: `0x${toHex(random)}` })
       },
     },
     '/v1/encryption/public_key': {
@@ -274,8 +296,7 @@ export function createEnclaveApiServer(options: EnclaveApiOptions, deps: Enclave
         const plaintext = body.plaintext
         if (typeof plaintext !== 'string') throw new BadRequestError('plaintext must be a string')
         const client = importP384PublicKey(hexField(body, 'client_public_key'), 'client_public_key')
-        const random = await callNsm('GetRandom', () => nsm.getRandom())
-        const nonce = Buffer.from(random.subarray(0, NONCE_LENGTH))
+        const nonce = await nsmRandom(nsm, NONCE_LENGTH)
         // Our own nonces join the replay cache, so a reflected reply cannot be fed back to decrypt.
         replays.add(replayKey(client, nonce))
         const sealed = encryptMessage(privateKey!, publicKey!, client, nonce, Buffer.from(plaintext, 'utf8'))

@@ -172,6 +172,62 @@ describe('GET /v1/random', () => {
   })
 })
 
+describe('GET /v1/random with an NSM that answers few bytes per call', () => {
+  it('regression: collects exactly the bytes asked for across several GetRandom calls', async () => {
+    let next = 0
+    let calls = 0
+    let perCall = 5
+    // Numbered bytes, so the answer shows every chunk was used once and in order.
+    const stingy = {
+      getAttestationDocument: (request: Parameters<DevNsm['getAttestationDocument']>[0]) =>
+        nsm.getAttestationDocument(request),
+      getRandom: async () => {
+        calls++
+        return Uint8Array.from({ length: perCall }, () => next++ % 256)
+      },
+    }
+    const small = createEnclaveApiServer({ port: 0 }, { nsm: stingy })
+    const port = await small.listen()
+    try {
+      const keyCalls = calls
+      expect(keyCalls).toBe(Math.ceil(48 / 5)) // the key seed is 48 whole bytes too
+      const start = next
+      const res = await fetch(`http://127.0.0.1:${port}/v1/random?bytes=256`)
+      expect(res.status).toBe(200)
+      const bytes = Buffer.from(((await res.json()) as { random_bytes: string }).random_bytes.slice(2), 'hex')
+      expect(bytes.length).toBe(256)
+      expect([...bytes]).toEqual(Array.from({ length: 256 }, (_, i) => (start + i) % 256))
+      expect(calls - keyCalls).toBe(Math.ceil(256 / 5))
+
+      const client = new Client()
+      const sealed = (await (
+        await fetch(`http://127.0.0.1:${port}/v1/encryption/encrypt`, {
+          method: 'POST',
+          body: JSON.stringify({ plaintext: 'short nsm', client_public_key: client.spkiHex }),
+        })
+      ).json()) as { encrypted_data: string; enclave_public_key: string; nonce: string }
+      expect(sealed.nonce).toMatch(/^[0-9a-f]{24}$/)
+      const der = Buffer.from(sealed.enclave_public_key, 'hex')
+      expect(
+        client.open(der.subarray(der.length - 97), Buffer.from(sealed.nonce, 'hex'), sealed.encrypted_data),
+      ).toBe('short nsm')
+
+      perCall = 0
+      await expectError(
+        await fetch(`http://127.0.0.1:${port}/v1/random?bytes=8`),
+        502,
+        'ENCLAVE_API_NSM_FAILED',
+        /no bytes/,
+      )
+      perCall = 1
+      const one = await fetch(`http://127.0.0.1:${port}/v1/random?bytes=3`)
+      expect(((await one.json()) as { random_bytes: string }).random_bytes).toMatch(/^0x[0-9a-f]{6}$/)
+    } finally {
+      await small.close()
+    }
+  })
+})
+
 describe('/v1/encryption', () => {
   it('decrypts what a client sealed, once: the same (key, nonce) again is a replay', async () => {
     const point = await enclavePoint()

@@ -18,7 +18,6 @@ export {
   ID_AES256_CBC,
   openCiphertextForRecipient,
   parseCiphertextForRecipient,
-  sealForRecipient,
 } from './cms.js'
 export {
   type AwsCredentials,

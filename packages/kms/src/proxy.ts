@@ -9,6 +9,7 @@
 import {
   createServer,
   request as httpRequest,
+  type IncomingHttpHeaders,
   type IncomingMessage,
   type RequestOptions,
   type ServerResponse,
@@ -68,6 +69,39 @@ export interface KmsProxy {
 const REGION = /^[a-z0-9]+(-[a-z0-9]+){1,5}$/
 const SCOPE = /Credential=[^/,\s]+\/\d{8}\/([^/,\s]+)\/([^/,\s]+)\/aws4_request/
 const PASSED_HEADERS = ['content-type', 'x-amzn-requestid', 'x-amzn-errortype', 'x-amzn-query-error']
+// RFC 9110 §7.6.1: these describe one connection, never the message; the proxy frames its own answer.
+const HOP_BY_HOP = new Set([
+  'connection',
+  'keep-alive',
+  'proxy-authenticate',
+  'proxy-authorization',
+  'proxy-connection',
+  'te',
+  'trailer',
+  'transfer-encoding',
+  'upgrade',
+])
+
+/**
+ * The upstream headers safe to copy into the proxy's answer: only end-to-end names from `allowed`,
+ * minus hop-by-hop ones and any the upstream's Connection header names. Copying Transfer-Encoding
+ * next to the proxy's own Content-Length would make a malformed, smuggling-shaped response.
+ */
+function endToEndHeaders(headers: IncomingHttpHeaders, allowed: readonly string[]): Record<string, string> {
+  const dropped = new Set(HOP_BY_HOP)
+  const connection = headers.connection
+  for (const token of (Array.isArray(connection) ? connection.join(',') : (connection ?? '')).split(',')) {
+    const name = token.trim().toLowerCase()
+    if (name) dropped.add(name)
+  }
+  const out: Record<string, string> = {}
+  for (const name of allowed) {
+    const lower = name.toLowerCase()
+    const value = headers[lower]
+    if (!dropped.has(lower) && typeof value === 'string') out[lower] = value
+  }
+  return out
+}
 
 interface Endpoint {
   readonly hostname: string
@@ -203,12 +237,11 @@ export async function startKmsProxy(options: KmsProxyOptions, deps: KmsProxyDeps
       const onResponse = (res: IncomingMessage) => {
         readBody(res, maxBodyBytes, 'the KMS response').then(
           (data) => {
-            const passed: Record<string, string> = {}
-            for (const name of PASSED_HEADERS) {
-              const value = res.headers[name]
-              if (typeof value === 'string') passed[name] = value
-            }
-            resolve({ status: res.statusCode ?? 502, headers: passed, body: data })
+            resolve({
+              status: res.statusCode ?? 502,
+              headers: endToEndHeaders(res.headers, PASSED_HEADERS),
+              body: data,
+            })
           },
           (err) =>
             reject(err instanceof KmsError ? new UpstreamFailedError(err.message, { cause: err }) : err),

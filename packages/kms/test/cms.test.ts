@@ -10,8 +10,8 @@ import {
   KmsError,
   openCiphertextForRecipient,
   parseCiphertextForRecipient,
-  sealForRecipient,
 } from '../src/index.js'
+import { sealForRecipient } from './seal.js'
 
 const VECTORS = '/work/shared/vectors/kms-cms'
 const read = (name: string) => new Uint8Array(readFileSync(join(VECTORS, name)))

@@ -24,7 +24,7 @@ import { createAttestationVerifier } from '@enclave/attestation'
 import { makeTempDir } from '@enclave/test-helpers'
 import { HttpRequest } from '@smithy/protocol-http'
 import { SignatureV4 } from '@smithy/signature-v4'
-import { sealForRecipient } from '../src/index.js'
+import { sealForRecipient } from './seal.js'
 
 export interface FakeKmsOptions {
   /** Root (PEM) the Recipient documents must chain to. */
@@ -42,6 +42,8 @@ export interface FakeKms {
   readonly requests: { action: string; body: Record<string, unknown> }[]
   /** Behave like an endpoint without Recipient support (answers in the plain fields). */
   ignoreRecipient: boolean
+  /** Answer chunked with hop-by-hop headers, one of them a custom name listed in Connection. */
+  hopByHop: boolean
   close(): Promise<void>
 }
 
@@ -277,14 +279,27 @@ export async function startFakeKms(options: FakeKmsOptions): Promise<FakeKms> {
       res.writeHead(status, {
         'content-type': 'application/x-amz-json-1.1',
         'x-amzn-requestid': randomBytes(8).toString('hex'),
+        ...(fake.hopByHop
+          ? {
+              'transfer-encoding': 'chunked',
+              connection: 'keep-alive, x-amzn-query-error',
+              'keep-alive': 'timeout=61',
+              'x-amzn-query-error': 'Hop.OnlyForThisConnection;Sender',
+            }
+          : {}),
       })
-      res.end(text)
+      if (fake.hopByHop) {
+        // Two chunks, so the body really travels chunked.
+        res.write(text.slice(0, 5))
+        res.end(text.slice(5))
+      } else res.end(text)
     })
   })
   await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve))
   const port = (server.address() as { port: number }).port
   const fake: FakeKms = {
     ignoreRecipient: false,
+    hopByHop: false,
     url: `https://127.0.0.1:${port}`,
     caPem: tls.cert,
     requests,

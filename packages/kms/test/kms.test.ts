@@ -1,6 +1,6 @@
 import { createPrivateKey, createPublicKey, diffieHellman, generateKeyPairSync } from 'node:crypto'
-import { createServer as createHttpServer, type Server } from 'node:http'
-import { Agent } from 'node:https'
+import { createServer as createHttpServer, type IncomingHttpHeaders, type Server } from 'node:http'
+import { Agent, request as httpsRequest } from 'node:https'
 import { connect as netConnect } from 'node:net'
 import {
   DecryptCommand,
@@ -170,6 +170,73 @@ describe('KMS proxy (any AWS SDK, dummy credentials)', () => {
     await expect(app.send(new DecryptCommand({ CiphertextBlob: new Uint8Array(40) }))).rejects.toMatchObject({
       name: 'InvalidCiphertextException',
     })
+  })
+
+  it('regression: a chunked upstream answer is re-framed, never Content-Length next to Transfer-Encoding', async () => {
+    /** One raw HTTP/1.1 exchange; returns the head lines and the body exactly as the proxy sent them. */
+    const rawPost = (target: string, body: string) =>
+      new Promise<{ status: string; headers: [string, string][]; body: string }>((resolve, reject) => {
+        const socket = netConnect(proxy.port, '127.0.0.1')
+        const chunks: Buffer[] = []
+        socket.on('data', (c: Buffer) => chunks.push(c))
+        socket.on('error', reject)
+        socket.on('end', () => {
+          const text = Buffer.concat(chunks).toString('latin1')
+          const split = text.indexOf('\r\n\r\n')
+          const [status = '', ...lines] = text.slice(0, split).split('\r\n')
+          resolve({
+            status,
+            headers: lines.map((l) => [
+              l.slice(0, l.indexOf(':')).toLowerCase(),
+              l.slice(l.indexOf(':') + 1).trim(),
+            ]),
+            body: text.slice(split + 4),
+          })
+        })
+        socket.write(
+          `POST / HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\nX-Amz-Target: TrentService.${target}\r\n` +
+            'Authorization: AWS4-HMAC-SHA256 Credential=AKID/20260101/us-east-1/kms/aws4_request, SignedHeaders=host, Signature=00\r\n' +
+            `Content-Type: application/x-amz-json-1.1\r\nContent-Length: ${Buffer.byteLength(body)}\r\n\r\n${body}`,
+        )
+      })
+    kms.hopByHop = true
+    try {
+      // The fake really answers chunked, with a Connection-named header (sanity check of the fixture).
+      const upstreamHeaders = await new Promise<IncomingHttpHeaders>((resolve, reject) => {
+        const req = httpsRequest(kms.url, { method: 'POST', ca: kms.caPem }, (res) => {
+          res.resume()
+          res.on('end', () => resolve(res.headers))
+        })
+        req.on('error', reject)
+        req.end('{}')
+      })
+      expect(upstreamHeaders['transfer-encoding']).toBe('chunked')
+      expect(upstreamHeaders['x-amzn-query-error']).toBeDefined()
+      for (const [target, body, status] of [
+        ['GenerateRandom', '{"NumberOfBytes":8}', '200'],
+        ['Decrypt', `{"CiphertextBlob":"${Buffer.alloc(40).toString('base64')}"}`, '400'],
+      ] as const) {
+        const reply = await rawPost(target, body)
+        expect(reply.status).toMatch(new RegExp(`^HTTP/1\\.1 ${status} `))
+        const names = reply.headers.map(([n]) => n)
+        expect(names).toContain('content-length')
+        expect(names).not.toContain('transfer-encoding')
+        expect(names).not.toContain('x-amzn-query-error')
+        expect(names.filter((n) => n === 'content-length')).toHaveLength(1)
+        expect(reply.headers.find(([n]) => n === 'keep-alive')?.[1]).not.toBe('timeout=61')
+        const length = Number(reply.headers.find(([n]) => n === 'content-length')?.[1])
+        expect(Buffer.byteLength(reply.body, 'latin1')).toBe(length)
+        expect(() => JSON.parse(reply.body)).not.toThrow()
+      }
+      const app = sdkClient(proxy.url, { accessKeyId: 'dummy', secretAccessKey: 'dummy', sessionToken: 'x' })
+      const random = await app.send(new GenerateRandomCommand({ NumberOfBytes: 24 }))
+      expect(random.Plaintext?.length).toBe(24)
+      const secret = new TextEncoder().encode('through a chunked upstream')
+      const { CiphertextBlob } = await app.send(new EncryptCommand({ KeyId: 'key-1', Plaintext: secret }))
+      expect(hex((await app.send(new DecryptCommand({ CiphertextBlob }))).Plaintext)).toBe(hex(secret))
+    } finally {
+      kms.hopByHop = false
+    }
   })
 
   it('answers 502 ENCLAVE_KMS_MISSING_CIPHERTEXT when the endpoint ignores the Recipient', async () => {

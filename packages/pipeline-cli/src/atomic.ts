@@ -1,12 +1,17 @@
 import { createHash, randomBytes } from 'node:crypto'
-import { constants as fsConstants } from 'node:fs'
-import { type FileHandle, open, rename, unlink } from 'node:fs/promises'
+import { type Dirent, constants as fsConstants } from 'node:fs'
+import { type FileHandle, lstat, open, readdir, rename, unlink } from 'node:fs/promises'
 import { join } from 'node:path'
 import { ChecksumMismatchError, fsError } from './errors.js'
 
 /** Permission bits kept from the sender; setuid, setgid and sticky are dropped on purpose. */
 export const MODE_MASK = 0o777
 const MAX_IN_FLIGHT = 8 * 1024 * 1024
+/** The exact name of an in-progress upload; the sweep removes nothing else. */
+const TEMP_NAME = /^\.pipeline-[0-9a-f]{16}\.tmp$/
+/** Bounds on the start-up sweep, so a huge root cannot stall the server's start. */
+const SWEEP_MAX_ENTRIES = 200_000
+const SWEEP_MAX_DEPTH = 64
 
 /**
  * A file written atomically: bytes go to a private temp file in the destination folder (0600,
@@ -37,7 +42,7 @@ export class AtomicFile {
   }
 
   static async create(parent: string, name: string): Promise<AtomicFile> {
-    const temp = join(parent, `.pipeline-${randomBytes(8).toString('hex')}.tmp`)
+    const temp = join(parent, `.pipeline-${randomBytes(8).toString('hex')}.tmp`) // matches TEMP_NAME
     const destination = join(parent, name)
     try {
       const handle = await open(
@@ -139,4 +144,59 @@ export async function syncFolder(path: string): Promise<void> {
   } catch {
     // Durability of the folder entry is best effort (EINVAL on some filesystems).
   }
+}
+
+/**
+ * Removes upload temp files a killed server left behind (SIGKILL skips abort()). Conservative on
+ * purpose: only regular files (never symlinks) named exactly `.pipeline-<16 hex>.tmp`, unchanged
+ * for `olderThanMs`; it walks real folders under each root, never follows symlinks, never leaves
+ * the root's filesystem, and stops after SWEEP_MAX_ENTRIES entries or SWEEP_MAX_DEPTH levels.
+ * Unreadable folders are skipped. Returns the paths removed.
+ */
+export async function sweepStaleTemps(
+  roots: readonly string[],
+  olderThanMs: number,
+  now = Date.now(),
+): Promise<{ removed: string[]; truncated: boolean }> {
+  const removed: string[] = []
+  let visited = 0
+  for (const root of roots) {
+    let device: number
+    try {
+      device = (await lstat(root)).dev
+    } catch {
+      continue
+    }
+    const stack: { path: string; depth: number }[] = [{ path: root, depth: 0 }]
+    while (stack.length > 0) {
+      const { path, depth } = stack.pop()!
+      let entries: Dirent[]
+      try {
+        entries = await readdir(path, { withFileTypes: true })
+      } catch {
+        continue
+      }
+      for (const entry of entries) {
+        if (++visited > SWEEP_MAX_ENTRIES) return { removed, truncated: true }
+        const full = join(path, entry.name)
+        try {
+          if (entry.isDirectory()) {
+            // Dirent types come from lstat semantics: a symlink to a folder is not a directory here.
+            if (depth + 1 < SWEEP_MAX_DEPTH && (await lstat(full)).dev === device) {
+              stack.push({ path: full, depth: depth + 1 })
+            }
+          } else if (entry.isFile() && TEMP_NAME.test(entry.name)) {
+            const stat = await lstat(full)
+            if (stat.isFile() && now - stat.mtimeMs >= olderThanMs) {
+              await unlink(full)
+              removed.push(full)
+            }
+          }
+        } catch {
+          // Gone meanwhile or not ours to touch: leave it.
+        }
+      }
+    }
+  }
+  return { removed, truncated: false }
 }

@@ -42,6 +42,13 @@ export interface ServerOptions extends CommonOptions {
   /** Wait between SIGTERM and SIGKILL when a command times out or its client leaves, ms. @default 2000 */
   killGraceMs?: number
   /**
+   * At start, upload temp files (`.pipeline-<16 hex>.tmp`) under the roots unchanged for this long
+   * are removed: leftovers of a server that was killed mid-upload. The effective age is at least
+   * twice `idleTimeoutMs`, since a live upload is cut after that much silence. 0 turns the sweep off,
+   * ms. @default 3600000 (1 hour)
+   */
+  staleTempMs?: number
+  /**
    * Produces an attestation document binding this server's TLS key (`publicKey`, DER SPKI) and the
    * client's nonce, e.g. `(r) => nsm.getAttestationDocument(r)`. @default undefined (no attestation)
    */
@@ -68,6 +75,7 @@ export const DEFAULTS = Object.freeze({
   maxSessions: 64,
   killGraceMs: 2000,
   idleTimeoutMs: 60_000,
+  staleTempMs: 3_600_000,
 })
 
 function integer(
@@ -149,6 +157,7 @@ export type ResolvedServerOptions = ResolvedCommon &
     maxSessions: number
     killGraceMs: number
     idleTimeoutMs: number
+    staleTempMs: number
     attest: ServerOptions['attest']
   }>
 
@@ -163,6 +172,7 @@ export function resolveServerOptions(options: ServerOptions): ResolvedServerOpti
     maxSessions: integer('maxSessions', options.maxSessions, DEFAULTS.maxSessions, 1, 100_000),
     killGraceMs: integer('killGraceMs', options.killGraceMs, DEFAULTS.killGraceMs, 0, 600_000),
     idleTimeoutMs: integer('idleTimeoutMs', options.idleTimeoutMs, DEFAULTS.idleTimeoutMs, 100, 86_400_000),
+    staleTempMs: integer('staleTempMs', options.staleTempMs, DEFAULTS.staleTempMs, 0, 31_536_000_000),
     attest: options.attest,
   })
 }

@@ -3,7 +3,7 @@ import { lstat, mkdir } from 'node:fs/promises'
 import type net from 'node:net'
 import type { TLSSocket } from 'node:tls'
 import { listen, serverAddressOf, type TransportAddress } from '@enclave/vsock-transport'
-import { AtomicFile } from './atomic.js'
+import { AtomicFile, sweepStaleTemps } from './atomic.js'
 import {
   AttestationFailedError,
   BusyError,
@@ -63,6 +63,15 @@ export async function createPipelineServer(
   const resolved = resolveServerOptions(options)
   const log = logger.child({ component: 'pipeline-server' })
   const roots = await Roots.create(resolved.roots, resolved.maxPathBytes)
+  if (resolved.staleTempMs > 0 && roots.list.length > 0) {
+    const sweep = await sweepStaleTemps(
+      roots.list,
+      Math.max(resolved.staleTempMs, 2 * resolved.idleTimeoutMs),
+    )
+    if (sweep.removed.length > 0 || sweep.truncated) {
+      log.info({ removed: sweep.removed, truncated: sweep.truncated }, 'removed stale upload temp files')
+    }
+  }
   const context = serverContext(resolved.identity, resolved.ciphers)
   const spki = new X509Certificate(resolved.identity.cert).publicKey.export({ type: 'spki', format: 'der' })
   const sockets = new Set<net.Socket>()

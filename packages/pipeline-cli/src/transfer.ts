@@ -16,6 +16,7 @@ import { join } from 'node:path'
 import { AtomicFile, MODE_MASK } from './atomic.js'
 import {
   ChecksumMismatchError,
+  ConnectionLostError,
   fsError,
   LimitExceededError,
   ProtocolViolationError,
@@ -118,7 +119,8 @@ export async function receiveFileBody(
   try {
     for (;;) {
       const frame = await channel.next()
-      if (!frame) throw new ProtocolViolationError('the connection ended in the middle of a file')
+      // A clean end here is a vanished peer (killed, or its host gone), not a malformed message.
+      if (!frame) throw new ConnectionLostError('the connection closed in the middle of a file')
       if (frame.kind === 'data') {
         if (frame.stream !== 'file')
           throw new ProtocolViolationError(`unexpected ${frame.stream} data in a file`)

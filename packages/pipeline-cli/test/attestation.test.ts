@@ -1,5 +1,5 @@
-import { join } from 'node:path'
 import { createAttestationVerifier, createDevNsm, type DevNsm } from '@enclave/attestation'
+import { makeTempDir } from '@enclave/test-helpers'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import {
   AttestationFailedError,
@@ -15,16 +15,18 @@ describe('attestation-based server identity (dev NSM)', () => {
   let nsm: DevNsm
   let fx: Fixture
   let bare: Fixture
+  let dir: ReturnType<typeof makeTempDir>
   beforeAll(async () => {
-    const dir = join((await import('node:os')).tmpdir(), `pipeline-devnsm-${process.pid}`)
-    nsm = await createDevNsm({ dir, pcrs: { 8: 'ab'.repeat(48) } })
+    dir = makeTempDir('pipeline-devnsm-')
+    nsm = await createDevNsm({ dir: dir.path, pcrs: { 8: 'ab'.repeat(48) } })
     fx = await startFixture('unix', { attest: (request) => nsm.getAttestationDocument(request) })
     bare = await startFixture('unix')
   })
   afterAll(async () => {
-    await fx.close()
-    await bare.close()
-    await nsm.close()
+    await fx?.close()
+    await bare?.close()
+    await nsm?.close()
+    dir?.remove()
   })
 
   const verifierFor = (pcrs: Record<number, string>) => {

@@ -45,7 +45,7 @@ describe('path confinement', () => {
     '../../etc/x',
     'inner/../../x',
     '/etc/pipeline-test',
-    '/tmp/pipeline-escape-test',
+    '<outside>/absolute-escape', // an absolute path outside the root, under this test's temp dir
     'escape-dir/x',
     'escape-rel/x',
     'escape-dir/new/deeper/x',
@@ -56,7 +56,7 @@ describe('path confinement', () => {
   it.each(writes)('send-file refuses %j', async (path) => {
     const error = await fx
       .client()
-      .sendFile(local(), path)
+      .sendFile(local(), path.replace('<outside>', outside))
       .catch((e: unknown) => e)
     expect(error).toBeInstanceOf(PathRefusedError)
     expect(readdirSync(outside)).toEqual(['secret'])
@@ -234,7 +234,14 @@ describe('a full destination filesystem', () => {
   })
   afterAll(async () => {
     await fx?.close()
-    if (mounted) execFileSync('umount', [mount])
+    if (mounted) {
+      try {
+        execFileSync('umount', [mount], { stdio: 'pipe' })
+      } catch {
+        // EBUSY (a straggling handle): detach lazily so no tmpfs outlives the run.
+        execFileSync('umount', ['-l', mount], { stdio: 'pipe' })
+      }
+    }
     temp.remove()
   })
 

@@ -5,5 +5,6 @@
 
 export { type CliResult, runCli } from './cli.js'
 export { countOpenFds } from './fds.js'
+export { type DeadPort, holdDeadPort } from './ports.js'
 export { makeTempDir } from './temp.js'
 export { waitFor } from './wait.js'
