@@ -1,9 +1,15 @@
-// pnpm start: runs server.mjs under `enclaver run --simulate`, waits for it to answer, fetches an
-// attestation and checks that it carries the EIF's PCR0. With no EIF given (`node demo.mjs
-// app.eif` to use yours), a small placeholder EIF is written only for its measurements.
-import { spawn } from 'node:child_process'
-import { chmodSync, mkdtempSync } from 'node:fs'
+// pnpm start: runs server.mjs under `enclaver run --simulate` with the manifest's networking and
+// checks every path: plain and mTLS ingress, an allowed and a refused outbound call, an
+// attestation carrying the EIF's PCR0, logs on the host. Nothing leaves this machine: the
+// "outside" services are local HTTP servers reached through the egress rule `host`, and every
+// port is a free one (the manifest is copied with them). `node demo.mjs app.eif` uses your EIF;
+// without one a small placeholder EIF is written only for its measurements.
+import { execFileSync, spawn } from 'node:child_process'
+import { chmodSync, copyFileSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs'
+import { createServer } from 'node:http'
+import { request as httpsRequest } from 'node:https'
 import { createRequire } from 'node:module'
+import { createServer as createNetServer } from 'node:net'
 import { tmpdir } from 'node:os'
 import { dirname, join } from 'node:path'
 import { fileURLToPath } from 'node:url'
@@ -15,61 +21,232 @@ const enclaver = join(
   dirname(createRequire(import.meta.url).resolve('@enclave/enclaver-app/package.json')),
   'dist/main.js',
 )
-let eif = process.argv[2]
-if (!eif) {
-  const dir = mkdtempSync(join(tmpdir(), 'enclaver-app-'))
-  chmodSync(dir, 0o755)
-  eif = join(dir, 'placeholder.eif')
-  await writeEif(eif, {
-    kernel: 'placeholder kernel',
-    cmdline: 'console=ttyS0',
-    ramdisks: ['bootstrap', 'app'],
-  })
+const dir = mkdtempSync(join(tmpdir(), 'enclaver-app-'))
+chmodSync(dir, 0o755) // as root, odyn runs the app as uid 1000
+const servers = []
+let run
+const checks = []
+const check = (what, ok) => {
+  checks.push(ok)
+  console.log(`${ok ? 'ok  ' : 'FAIL'} ${what}`)
 }
-const { PCR0 } = (await describeEif(eif)).Measurements
 
-const started = performance.now()
-const run = spawn(
-  process.execPath,
-  [
-    enclaver,
-    'run',
-    '--simulate',
-    '--eif',
-    eif,
-    '--manifest',
-    join(here, 'enclaver.yaml'),
-    '--',
+try {
+  let eif = process.argv[2]
+  if (!eif) {
+    eif = join(dir, 'placeholder.eif')
+    await writeEif(eif, {
+      kernel: 'placeholder kernel',
+      cmdline: 'console=ttyS0',
+      ramdisks: ['bootstrap', 'app'],
+    })
+  }
+  const { PCR0 } = (await describeEif(eif)).Measurements
+
+  // Certificates for the mTLS ingress: a server certificate, and a client CA with one client.
+  const tls = makeCertificates(dir)
+  // Free ports; the ingress ones must be free on 127.0.0.1 (the app) and 127.0.0.2 (the host side).
+  const port = await freePort(['127.0.0.1', '127.0.0.2'])
+  const tlsPort = await freePort(['127.0.0.1', '127.0.0.2'])
+  const proxyPort = await freePort(['127.0.0.1'])
+  const apiPort = await freePort(['127.0.0.1'])
+  const manifest = join(dir, 'enclaver.yaml')
+  writeFileSync(
+    manifest,
+    substitute(readFileSync(join(here, 'enclaver.yaml'), 'utf8'), [
+      ['listen_port: 8000', `listen_port: ${port}`],
+      ['listen_port: 8443', `listen_port: ${tlsPort}`],
+      ['listen_port: 9000', `listen_port: ${apiPort}`],
+      ['proxy_port: 10000', `proxy_port: ${proxyPort}`],
+      ['/app/tls/server.crt', tls.server.cert],
+      ['/app/tls/server.key', tls.server.key],
+      ['/app/tls/clients-ca.crt', tls.clientsCa.cert],
+    ]),
+  )
+  copyFileSync(join(here, 'server.mjs'), join(dir, 'server.mjs'))
+  const allowedPort = await localService('an allowed outside service\n')
+  const refusedPort = await localService('you should never see this\n')
+
+  const started = performance.now()
+  run = spawn(
     process.execPath,
-    join(here, 'server.mjs'),
-  ],
-  { stdio: ['ignore', 'inherit', 'inherit'] },
-)
-let answered = false
-for (let i = 0; i < 200 && !answered; i++) {
-  try {
-    const res = await fetch('http://127.0.0.1:8000/')
-    answered = res.ok
-  } catch {
-    await new Promise((r) => setTimeout(r, 100))
+    [
+      enclaver,
+      'run',
+      '--simulate',
+      '--eif',
+      eif,
+      '--manifest',
+      manifest,
+      '--',
+      process.execPath,
+      join(dir, 'server.mjs'),
+    ],
+    {
+      env: { ...process.env, PORT: String(port), TLS_PORT: String(tlsPort), API_PORT: String(apiPort) },
+      stdio: ['ignore', 'inherit', 'inherit'],
+    },
+  )
+  // Under --simulate the host's ingress listeners are on 127.0.0.2 (the app holds 127.0.0.1:<port>).
+  const base = `http://127.0.0.2:${port}`
+  let answered = false
+  for (let i = 0; i < 300 && !answered; i++) {
+    try {
+      answered = (await fetch(`${base}/`)).ok
+    } catch {
+      await new Promise((r) => setTimeout(r, 100))
+    }
+  }
+  if (!answered) throw new Error('the app did not answer through ingress within 30 s')
+  console.log(`answered through ingress after ${(performance.now() - started).toFixed(0)} ms`)
+
+  const doc = parseAttestationDocument(
+    Buffer.from(await (await fetch(`${base}/attestation?nonce=c0ffee`)).text(), 'base64'),
+  )
+  check("the attestation's PCR0 is the EIF's", Buffer.from(doc.document.pcrs.get(0)).toString('hex') === PCR0)
+
+  const outbound = async (url) => (await fetch(`${base}/outbound?url=${encodeURIComponent(url)}`)).json()
+  const allowed = await outbound(`http://host:${allowedPort}/`)
+  check(`allowed outbound call (egress rule "host"): ${allowed.status}`, allowed.status === 200)
+  const refused = await outbound(`http://127.0.0.1:${refusedPort}/`)
+  check(
+    `refused outbound call (not in the policy): ${refused.status} ${refused.body.trim()}`,
+    refused.status === 403,
+  )
+
+  const viaMtls = await httpsGet(tlsPort, tls.serverCa.cert, tls.client).catch((e) => e)
+  check('HTTPS ingress with a client certificate', viaMtls === 'hello from the enclave\n')
+  const noCert = await httpsGet(tlsPort, tls.serverCa.cert, undefined).then(
+    () => 'answered',
+    (e) => e,
+  )
+  check('HTTPS ingress without a client certificate is refused', noCert instanceof Error)
+} finally {
+  if (run && run.exitCode === null) {
+    run.kill('SIGINT')
+    const code = await new Promise((r) => run.once('exit', r))
+    console.log(`enclaver run exited with ${code} (109 = interrupted)`)
+  }
+  for (const s of servers) s.close()
+  rmSync(dir, { recursive: true, force: true })
+}
+process.exitCode = checks.length > 0 && checks.every(Boolean) ? 0 : 1
+
+function substitute(text, pairs) {
+  for (const [from, to] of pairs) {
+    if (!text.includes(from)) throw new Error(`enclaver.yaml no longer contains "${from}"`)
+    text = text.replaceAll(from, to)
+  }
+  return text
+}
+
+async function freePort(hosts) {
+  for (let attempt = 0; attempt < 20; attempt++) {
+    const taken = []
+    let port = 0
+    let ok = true
+    for (const host of hosts) {
+      const s = createNetServer()
+      taken.push(s)
+      ok = await new Promise((r) => {
+        s.once('error', () => r(false))
+        s.listen(port, host, () => r(true))
+      })
+      if (!ok) break
+      port = s.address().port
+    }
+    for (const s of taken) s.close()
+    if (ok) return port
+  }
+  throw new Error('no free port')
+}
+
+async function localService(text) {
+  const server = createServer((_req, res) => res.end(text))
+  await new Promise((r) => server.listen(0, '127.0.0.1', r))
+  servers.push(server)
+  return server.address().port
+}
+
+function makeCertificates(dir) {
+  const openssl = (args) => execFileSync('openssl', args, { stdio: 'pipe' })
+  const ec = ['-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:P-256', '-nodes']
+  const ca = (name) => {
+    const pem = { cert: join(dir, `${name}.crt`), key: join(dir, `${name}.key`) }
+    openssl([
+      'req',
+      '-x509',
+      ...ec,
+      '-keyout',
+      pem.key,
+      '-out',
+      pem.cert,
+      '-days',
+      '2',
+      '-subj',
+      `/CN=${name}`,
+      '-addext',
+      'basicConstraints=critical,CA:TRUE',
+      '-addext',
+      'keyUsage=critical,keyCertSign,cRLSign',
+    ])
+    return pem
+  }
+  const leaf = (name, issuer, ext) => {
+    const pem = { cert: join(dir, `${name}.crt`), key: join(dir, `${name}.key`) }
+    writeFileSync(join(dir, `${name}.ext`), `basicConstraints=CA:FALSE\n${ext}\n`)
+    openssl(['req', ...ec, '-keyout', pem.key, '-out', join(dir, `${name}.csr`), '-subj', `/CN=${name}`])
+    openssl([
+      'x509',
+      '-req',
+      '-in',
+      join(dir, `${name}.csr`),
+      '-CA',
+      issuer.cert,
+      '-CAkey',
+      issuer.key,
+      '-CAcreateserial',
+      '-out',
+      pem.cert,
+      '-days',
+      '2',
+      '-extfile',
+      join(dir, `${name}.ext`),
+    ])
+    return pem
+  }
+  const serverCa = ca('server-ca')
+  const clientsCa = ca('clients-ca')
+  return {
+    // The client trusts server-ca; the enclave trusts clients-ca (client_ca_file).
+    serverCa,
+    clientsCa,
+    server: leaf('server', serverCa, 'extendedKeyUsage=serverAuth\nsubjectAltName=DNS:localhost'),
+    client: leaf('client', clientsCa, 'extendedKeyUsage=clientAuth'),
   }
 }
-if (!answered) {
-  run.kill('SIGTERM')
-  throw new Error('the app did not answer within 20 s')
+
+function httpsGet(port, serverCaFile, client) {
+  return new Promise((resolve, reject) => {
+    const req = httpsRequest(
+      {
+        host: '127.0.0.2',
+        port,
+        path: '/',
+        servername: 'localhost',
+        ca: readFileSync(serverCaFile),
+        ...(client ? { cert: readFileSync(client.cert), key: readFileSync(client.key) } : {}),
+      },
+      (res) => {
+        let body = ''
+        res.on('data', (c) => {
+          body += c
+        })
+        res.on('end', () => resolve(body))
+      },
+    )
+    req.setTimeout(20_000, () => req.destroy(new Error('timed out')))
+    req.on('error', reject)
+    req.end()
+  })
 }
-const ready = performance.now() - started
-const nonce = 'c0ffee'
-const doc = Buffer.from(
-  await (await fetch(`http://127.0.0.1:8000/attestation?nonce=${nonce}`)).text(),
-  'base64',
-)
-const parsed = parseAttestationDocument(doc)
-const pcr0 = Buffer.from(parsed.document.pcrs.get(0)).toString('hex')
-console.log(
-  `answered after ${ready.toFixed(0)} ms; attestation PCR0 ${pcr0 === PCR0 ? 'matches' : 'DIFFERS FROM'} the EIF's`,
-)
-run.kill('SIGINT')
-const code = await new Promise((r) => run.once('exit', r))
-console.log(`enclaver run exited with ${code} (109 = interrupted)`)
-process.exitCode = pcr0 === PCR0 && code === 109 ? 0 : 1

@@ -1,36 +1,67 @@
-// The enclave app: HTTP on 127.0.0.1:8000 (ingress forwards the same port from the host).
-// GET /            → a greeting
-// GET /attestation → a fresh attestation document (base64) for ?nonce=<hex>
-// In a Nitro enclave it asks /dev/nsm; under `enclaver run --simulate` the simulator sets
-// ENCLAVE_DEV_NSM_PCRS and the dev NSM reports the EIF's real PCR0/1/2 instead.
-import { mkdtempSync } from 'node:fs'
-import { createServer } from 'node:http'
-import { tmpdir } from 'node:os'
-import { join } from 'node:path'
-import { openNsm } from '@enclave/attestation'
+// The enclave app (plain Node). odyn starts it after the manifest's services, so:
+//   - ingress brings requests to 127.0.0.1:$PORT (8000) and, TLS already terminated with mTLS,
+//     to 127.0.0.1:$TLS_PORT (8443);
+//   - outbound HTTP goes through the egress proxy in $http_proxy, under the manifest's policy;
+//   - attestation documents come from the enclave API on 127.0.0.1:$API_PORT (9000), which asks
+//     /dev/nsm in an enclave or the dev NSM (reporting the EIF's PCRs) under --simulate.
+// GET /                    → a greeting
+// GET /attestation?nonce=H → a fresh attestation document, base64
+// GET /outbound?url=U      → U fetched through egress: {"status", "body"} (403 when the policy refuses)
+import { createServer, request } from 'node:http'
 
-const pcrs = process.env.ENCLAVE_DEV_NSM_PCRS
-const nsm = pcrs
-  ? await openNsm({
-      mode: 'dev',
-      dev: { pcrs: JSON.parse(pcrs), dir: mkdtempSync(join(tmpdir(), 'dev-nsm-')) },
-    })
-  : await openNsm()
 const port = Number(process.env.PORT ?? 8000)
+const tlsPort = Number(process.env.TLS_PORT ?? 8443)
+const apiPort = Number(process.env.API_PORT ?? 9000)
 
-const server = createServer(async (req, res) => {
+function call(options, body) {
+  return new Promise((resolve, reject) => {
+    const req = request(options, (res) => {
+      const chunks = []
+      res.on('data', (c) => chunks.push(c))
+      res.on('end', () => resolve({ status: res.statusCode, body: Buffer.concat(chunks) }))
+    })
+    req.setTimeout(20_000, () => req.destroy(new Error('timed out')))
+    req.on('error', reject)
+    req.end(body)
+  })
+}
+
+async function handle(req, res) {
   const url = new URL(req.url ?? '/', 'http://localhost')
   console.log(`${req.method} ${url.pathname}`) // goes to the host through odyn's log channel
   if (url.pathname === '/attestation') {
-    const nonce = url.searchParams.get('nonce')
-    const doc = await nsm.getAttestationDocument(nonce ? { nonce: Buffer.from(nonce, 'hex') } : {})
-    res.writeHead(200, { 'content-type': 'text/plain' }).end(Buffer.from(doc).toString('base64'))
-    return
+    const nonce = Buffer.from(url.searchParams.get('nonce') ?? '', 'hex').toString('base64')
+    const r = await call(
+      { host: '127.0.0.1', port: apiPort, method: 'POST', path: '/v1/attestation' },
+      JSON.stringify({ nonce }),
+    )
+    res.writeHead(r.status, { 'content-type': 'text/plain' }).end(r.body.toString('base64'))
+  } else if (url.pathname === '/outbound') {
+    // An absolute-URI request to the proxy, as any http_proxy-aware client sends it.
+    const target = new URL(url.searchParams.get('url'))
+    const proxy = new URL(process.env.http_proxy)
+    const r = await call({
+      host: proxy.hostname,
+      port: proxy.port,
+      path: target.href,
+      headers: { host: target.host },
+    })
+    res.writeHead(200, { 'content-type': 'application/json' })
+    res.end(JSON.stringify({ status: r.status, body: r.body.toString('utf8') }))
+  } else {
+    res.writeHead(200, { 'content-type': 'text/plain' }).end('hello from the enclave\n')
   }
-  res.writeHead(200, { 'content-type': 'text/plain' }).end('hello from the enclave\n')
-})
-server.listen(port, '127.0.0.1', () => console.log(`listening on 127.0.0.1:${port}`))
+}
+
+const onRequest = (req, res) =>
+  handle(req, res).catch((err) => res.writeHead(500).end(String(err?.message ?? err)))
+const servers = [createServer(onRequest), createServer(onRequest)]
+servers[0].listen(port, '127.0.0.1', () => console.log(`listening on 127.0.0.1:${port}`))
+servers[1].listen(tlsPort, '127.0.0.1', () =>
+  console.log(`listening on 127.0.0.1:${tlsPort} (behind TLS ingress)`),
+)
 process.once('SIGTERM', () => {
   console.log('SIGTERM: closing')
-  server.close(() => process.exit(0))
+  for (const s of servers) s.close()
+  setTimeout(() => process.exit(0), 100).unref()
 })

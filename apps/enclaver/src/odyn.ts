@@ -1,7 +1,19 @@
 import { existsSync } from 'node:fs'
 import { readFile } from 'node:fs/promises'
 import { join, resolve } from 'node:path'
-import { loadManifest } from '@enclave/builder'
+import { loadManifest, type Manifest } from '@enclave/builder'
+import { egressPlugin } from '@enclave/egress'
+import { createEnclaveApiServer } from '@enclave/enclave-api'
+import { ingressPlugin } from '@enclave/ingress'
+import {
+  type CredentialsProvider,
+  createEgressConnector,
+  createImdsCredentialsProvider,
+  createRecipient,
+  type RecipientNsm,
+  startKmsProxy,
+  staticCredentials,
+} from '@enclave/kms'
 import {
   createSupervisor,
   DEV_NSM_PCRS_ENV,
@@ -9,6 +21,7 @@ import {
   exitCodeForStatus,
   loadOdynConfig,
   type OdynConfig,
+  type SupervisorPlugin,
 } from '@enclave/supervisor'
 import { Command, CommanderError } from 'commander'
 import { pino } from 'pino'
@@ -54,10 +67,22 @@ async function main(argv: readonly string[]): Promise<number> {
   )
   const isInit = process.pid === 1
   const devDir = process.env.ENCLAVE_VSOCK_DEV_DIR
-  const dev = devDir ? { dir: devDir, cid: Number(process.env.ENCLAVE_VSOCK_DEV_CID ?? 16) } : false
+  let dev: { dir: string; cid: number } | false = false
+  if (devDir) {
+    const rawCid = process.env.ENCLAVE_VSOCK_DEV_CID ?? '16'
+    const cid = Number(rawCid)
+    // CIDs 0-2 are reserved (any/hypervisor/host); 3 is the parent. An enclave's CID is ≥ 4.
+    if (!/^\d+$/.test(rawCid) || !Number.isSafeInteger(cid) || cid < 4 || cid > 0xfffffffe) {
+      process.stderr.write(
+        `odyn: ENCLAVE_VSOCK_DEV_CID must be an enclave CID (an integer from 4 to 4294967294), got "${rawCid}"\n`,
+      )
+      return 2
+    }
+    dev = { dir: devDir, cid }
+  }
 
   // Loading errors are published as fatal{error} once the status server is up.
-  let manifest: unknown
+  let manifest: Manifest | undefined
   let config: OdynConfig | undefined
   let startupError: Error | undefined
   let nsm: unknown
@@ -79,6 +104,9 @@ async function main(argv: readonly string[]): Promise<number> {
       nsm = devNsm
       const pcr0 = Buffer.from((await devNsm.describePcr(0)).value).toString('hex')
       logger.warn({ PCR0: pcr0 }, 'simulator: using the dev NSM; its attestations are not trustworthy')
+    } else if (!dev && manifest && needsNsm(manifest)) {
+      const { openNsm } = await import('@enclave/attestation')
+      nsm = await openNsm()
     }
   } catch (err) {
     startupError = err as Error
@@ -97,6 +125,7 @@ async function main(argv: readonly string[]): Promise<number> {
       nsm,
       startupError,
       control,
+      plugins: networkPlugins(),
     },
     { logger },
   )
@@ -112,6 +141,89 @@ async function main(argv: readonly string[]): Promise<number> {
   })
   await odyn.start()
   return done
+}
+
+/**
+ * Credentials the KMS proxy signs with: handed over in AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY
+ * (+ AWS_SESSION_TOKEN) when odyn's environment has them (the simulator, or a launcher that
+ * passes them), else the instance's from IMDSv2, through egress like every other outbound call.
+ */
+function kmsCredentials(proxyUrl: string): CredentialsProvider {
+  const { AWS_ACCESS_KEY_ID: accessKeyId, AWS_SECRET_ACCESS_KEY: secretAccessKey } = process.env
+  if (accessKeyId && secretAccessKey) {
+    const sessionToken = process.env.AWS_SESSION_TOKEN
+    return staticCredentials({ accessKeyId, secretAccessKey, ...(sessionToken ? { sessionToken } : {}) })
+  }
+  return createImdsCredentialsProvider({ proxy: proxyUrl })
+}
+
+/** The API, the KMS proxy and attested ingress certificates need the NSM. */
+function needsNsm(manifest: Manifest): boolean {
+  return (
+    manifest.api !== undefined ||
+    manifest.kms_proxy !== undefined ||
+    (manifest.ingress ?? []).some((entry) => entry.tls?.attested === true)
+  )
+}
+
+/**
+ * The manifest's services, started in enclaver's order before the app: egress (the app gets
+ * http_proxy...), the KMS proxy (AWS_KMS_ENDPOINT; it reaches KMS and IMDS through egress),
+ * ingress, then the enclave API. Each one does nothing when its manifest block is absent.
+ */
+function networkPlugins(): SupervisorPlugin[] {
+  let proxyUrl: string | undefined
+  const egress = egressPlugin()
+  return [
+    {
+      name: 'egress',
+      async start(ctx) {
+        const handle = await egress.start(ctx)
+        proxyUrl = handle?.env.http_proxy
+        return handle
+      },
+    },
+    {
+      name: 'kms-proxy',
+      async start(ctx) {
+        const kms = (ctx.manifest as Manifest | undefined)?.kms_proxy
+        if (!kms) return undefined
+        if (!proxyUrl)
+          throw new Error(
+            'kms_proxy needs egress: allow 169.254.169.254 and the KMS endpoint in egress.allow',
+          )
+        if (!ctx.nsm) throw new Error('kms_proxy needs the NSM (an enclave, or the simulator)')
+        const proxy = await startKmsProxy(
+          {
+            port: kms.listen_port,
+            ...(kms.endpoints ? { endpoints: kms.endpoints } : {}),
+            connect: createEgressConnector(proxyUrl),
+          },
+          {
+            recipient: createRecipient({ nsm: ctx.nsm as RecipientNsm }),
+            credentials: kmsCredentials(proxyUrl),
+            logger: ctx.logger,
+          },
+        )
+        return { env: { AWS_KMS_ENDPOINT: proxy.url }, stop: () => proxy.close() }
+      },
+    },
+    ingressPlugin(),
+    {
+      name: 'api',
+      async start(ctx) {
+        const api = (ctx.manifest as Manifest | undefined)?.api
+        if (!api) return undefined
+        if (!ctx.nsm) throw new Error('api needs the NSM (an enclave, or the simulator)')
+        const server = createEnclaveApiServer(
+          { port: api.listen_port },
+          { nsm: ctx.nsm as Parameters<typeof createEnclaveApiServer>[1]['nsm'], logger: ctx.logger },
+        )
+        await server.listen()
+        return { stop: () => server.close() }
+      },
+    },
+  ]
 }
 
 main(process.argv).then(

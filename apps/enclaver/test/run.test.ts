@@ -1,11 +1,11 @@
-import { spawn } from 'node:child_process'
+import { type ChildProcess, spawn } from 'node:child_process'
 import { once } from 'node:events'
 import { chmodSync, existsSync, mkdirSync, readFileSync, symlinkSync, writeFileSync } from 'node:fs'
 import { join } from 'node:path'
 import { fileURLToPath } from 'node:url'
 import { describeEif, writeEif } from '@enclave/eif'
 import { makeTempDir, runCli, waitFor } from '@enclave/test-helpers'
-import { afterAll, beforeAll, describe, expect, it } from 'vitest'
+import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest'
 
 const BIN = fileURLToPath(new URL('../dist/main.js', import.meta.url))
 const ODYN = fileURLToPath(new URL('../dist/odyn.js', import.meta.url))
@@ -32,6 +32,23 @@ beforeAll(async () => {
   )
 })
 afterAll(() => temp.remove())
+
+// Spawned CLIs (and the odyn each one started) are ended even when a test fails midway.
+const spawned: { child: ChildProcess; odynPid: () => number | undefined }[] = []
+afterEach(() => {
+  for (const { child, odynPid } of spawned.splice(0)) {
+    const odyn = odynPid()
+    // odyn forwards SIGTERM to the app's process group and exits after it.
+    if (odyn) safeKill(odyn, 'SIGTERM')
+    if (child.exitCode === null && child.signalCode === null) child.kill('SIGKILL')
+  }
+})
+
+function safeKill(pid: number, signal: NodeJS.Signals): void {
+  try {
+    process.kill(pid, signal)
+  } catch {}
+}
 
 const sim = (app: string[], extra: string[] = [], env?: NodeJS.ProcessEnv) =>
   runCli(
@@ -136,6 +153,7 @@ describe('enclaver run --simulate (odyn as processes, vsock over Unix sockets)',
     )
     let stdout = ''
     let stderr = ''
+    spawned.push({ child, odynPid: () => Number(/sim-(\d+)/.exec(stderr)?.[1] ?? 0) || undefined })
     child.stdout.on('data', (c: Buffer) => {
       stdout += c.toString()
     })
@@ -150,6 +168,19 @@ describe('enclaver run --simulate (odyn as processes, vsock over Unix sockets)',
     expect(code, stderr).toBe(109)
     expect(readFileSync(mark, 'utf8').trim()).toBe('got')
     expect(() => process.kill(odynPid, 0)).toThrow()
+  })
+})
+
+describe('odyn usage errors', () => {
+  it('refuses an invalid ENCLAVE_VSOCK_DEV_CID with exit 2, naming the variable', async () => {
+    for (const bad of ['abc', '3', '-1', '1e3']) {
+      const r = await runCli(ODYN, ['--config-dir', dir, '--', 'true'], {
+        env: { ...process.env, ENCLAVE_VSOCK_DEV_DIR: join(dir, 'vsock-bad'), ENCLAVE_VSOCK_DEV_CID: bad },
+        timeoutMs: 30_000,
+      })
+      expect(r.code, bad).toBe(2)
+      expect(r.stderr).toContain('ENCLAVE_VSOCK_DEV_CID')
+    }
   })
 })
 

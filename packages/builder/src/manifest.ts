@@ -41,7 +41,18 @@ export interface Manifest {
 
 export interface IngressEntry {
   readonly listen_port: number
-  readonly tls?: { readonly key_file: string; readonly cert_file: string }
+  /** cert_file + key_file, or attested: true (checked by @enclave/ingress when odyn starts). */
+  readonly tls?: {
+    readonly key_file?: string
+    readonly cert_file?: string
+    /** mTLS: clients must present a certificate from this CA. */
+    readonly client_ca_file?: string
+    /** A certificate made in the enclave that carries its attestation document. */
+    readonly attested?: boolean
+    readonly dns_names?: readonly string[]
+  }
+  /** PROXY protocol v2 towards the app (client addresses). */
+  readonly proxy_protocol?: boolean
 }
 
 /** Defaults enclaver applies when a key is absent. */
@@ -55,6 +66,7 @@ export const MANIFEST_DEFAULTS = Object.freeze({
 // A tiny schema language: enough for enclaver's types, and every check knows its node's position.
 type Spec =
   | { kind: 'string' }
+  | { kind: 'bool' }
   | { kind: 'int'; min: number; max: number; label: string }
   | { kind: 'list'; of: Spec }
   | { kind: 'dict'; of: Spec }
@@ -64,6 +76,7 @@ type Spec =
     }
 
 const str: Spec = { kind: 'string' }
+const bool: Spec = { kind: 'bool' }
 const u16: Spec = { kind: 'int', min: 0, max: 65535, label: 'u16 (0-65535)' }
 const i32: Spec = { kind: 'int', min: -2147483648, max: 2147483647, label: 'i32' }
 const obj = (fields: Extract<Spec, { kind: 'object' }>['fields']): Spec => ({ kind: 'object', fields })
@@ -92,8 +105,15 @@ const MANIFEST_SPEC = obj({
       of: obj({
         listen_port: { spec: u16, required: true },
         tls: {
-          spec: obj({ key_file: { spec: str, required: true }, cert_file: { spec: str, required: true } }),
+          spec: obj({
+            key_file: { spec: str },
+            cert_file: { spec: str },
+            client_ca_file: { spec: str },
+            attested: { spec: bool },
+            dns_names: { spec: { kind: 'list', of: str } },
+          }),
         },
+        proxy_protocol: { spec: bool },
       }),
     },
   },
@@ -150,6 +170,8 @@ function expected(spec: Spec): string {
   switch (spec.kind) {
     case 'string':
       return 'a string'
+    case 'bool':
+      return 'a boolean'
     case 'int':
       return `an integer ${spec.label}`
     case 'list':
@@ -185,6 +207,7 @@ export function parseManifest(text: string, file = 'enclaver.yaml'): Manifest {
     if (isScalar(node) || node == null) {
       const value = (node as Scalar | null | undefined)?.value
       if (spec.kind === 'string' && typeof value === 'string') return value
+      if (spec.kind === 'bool' && typeof value === 'boolean') return value
       if (spec.kind === 'int' && typeof value === 'number') {
         if (!Number.isInteger(value) || value < spec.min || value > spec.max) {
           fail(path, node, `expected ${expected(spec)}, got ${describe(node)}`)

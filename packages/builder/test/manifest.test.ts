@@ -67,6 +67,25 @@ describe('parseManifest', () => {
     expect(m.api).toEqual({ listen_port: 9000 })
   })
 
+  test('accepts the ingress extensions (mTLS client CA, attested certificate, PROXY protocol) and type-checks them', () => {
+    const m = parseManifest(
+      'version: v1\nname: a\ntarget: t\nsources:\n  app: x\ningress:\n  - listen_port: 8443\n    proxy_protocol: true\n    tls:\n      cert_file: /c.pem\n      key_file: /k.pem\n      client_ca_file: /ca.pem\n  - listen_port: 9443\n    tls:\n      attested: true\n      dns_names: [app.local]\n',
+    )
+    expect(m.ingress).toEqual([
+      {
+        listen_port: 8443,
+        proxy_protocol: true,
+        tls: { cert_file: '/c.pem', key_file: '/k.pem', client_ca_file: '/ca.pem' },
+      },
+      { listen_port: 9443, tls: { attested: true, dns_names: ['app.local'] } },
+    ])
+    expect(() =>
+      parseManifest(
+        'version: v1\nname: a\ntarget: t\nsources:\n  app: x\ningress:\n  - listen_port: 1\n    proxy_protocol: "yes"\n',
+      ),
+    ).toThrow(/ingress\[0\]\.proxy_protocol.*a boolean/s)
+  })
+
   test('applies defaults: cpu_count 2, memory_mb 4096, egress proxy_port 10000', () => {
     const m = parseManifest('version: v1\nname: a\ntarget: t\nsources:\n  app: x\negress:\n  allow: ["**"]\n')
     expect(m.defaults).toEqual({ cpu_count: 2, memory_mb: 4096 })

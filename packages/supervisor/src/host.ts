@@ -37,23 +37,21 @@ export async function connectWithRetry(address: string, options: HostConnectOpti
  */
 export async function watchStatus(
   address: string,
-  options: HostConnectOptions & { onStatus?: (status: EnclaveStatus) => void } = {},
+  options: HostConnectOptions & {
+    onStatus?: (status: EnclaveStatus) => void
+    /** A line that is not a status: skipped (reported here) instead of ending the watch. */
+    onInvalid?: (error: StatusInvalidError, line: string) => void
+  } = {},
 ): Promise<EnclaveStatus> {
   const socket = await connectWithRetry(address, options)
-  const decoder = new StatusDecoder()
+  const decoder = new StatusDecoder({ onInvalid: options.onInvalid ?? (() => {}) })
+  let onAbort: (() => void) | undefined
   try {
     return await new Promise<EnclaveStatus>((resolve, reject) => {
-      const onAbort = () => reject(options.signal?.reason ?? new Error('aborted'))
+      onAbort = () => reject(options.signal?.reason ?? new Error('aborted'))
       options.signal?.addEventListener('abort', onAbort, { once: true })
       socket.on('data', (chunk: Buffer) => {
-        let statuses: EnclaveStatus[]
-        try {
-          statuses = decoder.push(chunk)
-        } catch (err) {
-          reject(err)
-          return
-        }
-        for (const status of statuses) {
+        for (const status of decoder.push(chunk)) {
           options.onStatus?.(status)
           if (isFinal(status)) resolve(status)
         }
@@ -64,6 +62,7 @@ export async function watchStatus(
       )
     })
   } finally {
+    if (onAbort) options.signal?.removeEventListener('abort', onAbort)
     socket.destroy()
   }
 }

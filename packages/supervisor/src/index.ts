@@ -88,6 +88,7 @@ export {
   parseStatus,
   STATUS_PORT,
   StatusDecoder,
+  type StatusDecoderOptions,
 } from './status.js'
 export {
   createSupervisor,

@@ -124,6 +124,7 @@ export async function runEnclave(
         signal: stop.signal,
         attempts: options.statusAttempts ?? 100,
         onStatus: options.onStatus,
+        onInvalid: (err, line) => logger.warn({ line, reason: err.message }, 'skipped a bad status line'),
       }).then(
         (status) => ({ kind: 'final' as const, status }),
         (err: unknown) => ({ kind: 'error' as const, err }),

@@ -1,3 +1,5 @@
+import type { ChildProcess } from 'node:child_process'
+import diagnosticsChannel from 'node:diagnostics_channel'
 import { readdirSync, readFileSync } from 'node:fs'
 import type { Logger } from './logger.js'
 import { loadReaperAddon, type ReaperAddon } from './native.js'
@@ -9,14 +11,18 @@ import { loadReaperAddon, type ReaperAddon } from './native.js'
  * exit status, so 'exit' would never fire (or fire with a wrong code). Node offers no
  * process.on('SIGCHLD') either, so the reaper runs on a timer and after each child 'exit' event:
  *   1. waitid(P_ALL, WNOWAIT) PEEKS at one ended child without reaping it;
- *   2. if that pid is not in `ownPids` (the pids spawned through child_process), waitpid(pid) reaps it;
+ *   2. if that pid is not Node's own child, waitpid(pid) reaps it;
  *   3. if it is one of ours, libuv will reap it, but the peek cannot see past it, so /proc is
  *      scanned for the other zombies whose parent is this process.
+ * "Node's own child" is any pid in `ownPids` OR any live ChildProcess created in this process after
+ * the reaper was made, seen through the `child_process` diagnostics channel (Node ≥ 16.18): so an
+ * in-process plug-in or library that calls spawn/exec/fork itself keeps its 'exit' status.
+ * spawnSync reaps its child before returning and needs no tracking.
  */
 export interface Reaper {
   /** One pass; returns the pids reaped. Safe to call at any time. */
   sweep(): number[]
-  /** Periodic sweeps until stop(). */
+  /** Periodic sweeps until stop() (which also ends the tracking of Node-spawned children). */
   start(): void
   stop(): void
   /** Total orphans reaped so far. */
@@ -85,6 +91,35 @@ export function procStat(pid: number): ProcInfo | undefined {
   return { pid, state: fields[0], ppid, pgid }
 }
 
+/** Live ChildProcess objects created in this process, from the `child_process` diagnostics channel. */
+function trackNodeChildren(): { owns(pid: number): boolean; close(): void } {
+  const children = new Set<ChildProcess>()
+  const channel = diagnosticsChannel.channel('child_process')
+  const onChild = (message: unknown): void => {
+    const child = (message as { process?: ChildProcess } | null)?.process
+    if (!child) return
+    children.add(child)
+    child.once('exit', () => children.delete(child))
+    // A failed spawn (ENOENT...) has no pid and emits no 'exit'.
+    child.once('error', () => {
+      if (child.pid === undefined) children.delete(child)
+    })
+  }
+  channel.subscribe(onChild)
+  return {
+    owns(pid) {
+      for (const child of children) {
+        if (child.pid === pid && child.exitCode === null && child.signalCode === null) return true
+      }
+      return false
+    },
+    close() {
+      channel.unsubscribe(onChild)
+      children.clear()
+    },
+  }
+}
+
 export function createReaper(options: ReaperOptions, logger: Logger): Reaper {
   const addon = options.addon ?? loadReaperAddon()
   const intervalMs = options.intervalMs ?? 1000
@@ -95,6 +130,8 @@ export function createReaper(options: ReaperOptions, logger: Logger): Reaper {
   }
   let timer: NodeJS.Timeout | undefined
   let total = 0
+  const nodeChildren = trackNodeChildren()
+  const isOurs = (pid: number): boolean => options.ownPids.has(pid) || nodeChildren.owns(pid)
 
   const reapOne = (pid: number, out: number[]): void => {
     const rc = addon.reap(pid)
@@ -112,12 +149,12 @@ export function createReaper(options: ReaperOptions, logger: Logger): Reaper {
         if (pid < 0 && pid !== -ECHILD) log.warn({ errno: -pid }, 'waitid failed')
         break
       }
-      if (!options.ownPids.has(pid)) {
+      if (!isOurs(pid)) {
         reapOne(pid, out)
         continue
       }
       for (const zombie of zombieChildren()) {
-        if (!options.ownPids.has(zombie)) reapOne(zombie, out)
+        if (!isOurs(zombie)) reapOne(zombie, out)
       }
       break
     }
@@ -135,6 +172,7 @@ export function createReaper(options: ReaperOptions, logger: Logger): Reaper {
     stop() {
       if (timer) clearInterval(timer)
       timer = undefined
+      nodeChildren.close()
     },
     get reaped() {
       return total

@@ -26,6 +26,12 @@ export interface SimulatorOptions {
   /** Extra odyn arguments (before `--`). */
   readonly odynArgs?: readonly string[]
   readonly env?: NodeJS.ProcessEnv
+  /**
+   * Folder of the emulated vsock sockets, when the host side must know it before launch (the
+   * egress listener the enclave dials during start-up). The caller owns (and removes) it.
+   * @default a fresh temp dir, removed on terminate
+   */
+  readonly vsockDir?: string
   /** SIGTERM → SIGKILL grace when terminating, ms. @default 15000 */
   readonly graceMs?: number
 }
@@ -38,7 +44,7 @@ export interface SimulatorOptions {
 export class SimulatorLauncher implements Launcher {
   readonly kind = 'simulator'
   readonly #options: SimulatorOptions
-  readonly #running = new Map<string, { child: ChildProcess; dir: string }>()
+  readonly #running = new Map<string, { child: ChildProcess; dir: string; ownDir: boolean }>()
 
   constructor(options: SimulatorOptions) {
     if (options.odyn.length === 0) throw new LaunchFailedError('odyn: the command that runs odyn is empty')
@@ -50,7 +56,8 @@ export class SimulatorLauncher implements Launcher {
   async launch(): Promise<LaunchedEnclave> {
     const o = this.#options
     const cid = o.cid ?? 16
-    const dir = mkdtempSync(join(tmpdir(), 'enclave-sim-'))
+    const ownDir = o.vsockDir === undefined
+    const dir = o.vsockDir ?? mkdtempSync(join(tmpdir(), 'enclave-sim-'))
     const [file, ...pre] = o.odyn
     const child = spawn(file!, [...pre, '--config-dir', o.configDir, ...(o.odynArgs ?? []), '--', ...o.app], {
       env: {
@@ -64,11 +71,11 @@ export class SimulatorLauncher implements Launcher {
     try {
       await once(child, 'spawn')
     } catch (cause) {
-      rmSync(dir, { recursive: true, force: true })
+      if (ownDir) rmSync(dir, { recursive: true, force: true })
       throw new LaunchFailedError(`cannot start odyn (${JSON.stringify(o.odyn)})`, { cause })
     }
     const id = `sim-${child.pid}`
-    this.#running.set(id, { child, dir })
+    this.#running.set(id, { child, dir, ownDir })
     const gone = new Promise<string>((resolve) =>
       child.once('exit', (code, signal) => resolve(`odyn exited (${signal ?? `code ${code}`})`)),
     )
@@ -79,7 +86,7 @@ export class SimulatorLauncher implements Launcher {
     const entry = this.#running.get(enclave.id)
     if (!entry) return
     this.#running.delete(enclave.id)
-    const { child, dir } = entry
+    const { child, dir, ownDir } = entry
     if (child.exitCode === null && child.signalCode === null) {
       const exited = once(child, 'exit')
       child.kill('SIGTERM')
@@ -87,6 +94,6 @@ export class SimulatorLauncher implements Launcher {
       if ((await Promise.race([exited, timeout])) === 'timeout') child.kill('SIGKILL')
       await exited
     }
-    rmSync(dir, { recursive: true, force: true })
+    if (ownDir) rmSync(dir, { recursive: true, force: true })
   }
 }

@@ -1,5 +1,5 @@
 import { constants as osConstants } from 'node:os'
-import { encodeJsonLine, JsonLinesDecoder } from '@enclave/protocol'
+import { encodeJsonLine } from '@enclave/protocol'
 import { StatusInvalidError } from './errors.js'
 
 /**
@@ -76,19 +76,104 @@ export function parseStatus(value: unknown): EnclaveStatus {
   }
 }
 
-/** Incremental decoder for the status stream: push chunks, get statuses. Bounded line length. */
+export interface StatusDecoderOptions {
+  /**
+   * Called for a line that is not a valid status; the line is skipped and decoding goes on.
+   * Without it, push() throws StatusInvalidError (strict).
+   */
+  readonly onInvalid?: (error: StatusInvalidError, line: string) => void
+}
+
+const FATAL_PREFIX = '{"status":"fatal"'
+const FATAL_ERROR_PREFIX = '{"status":"fatal","error":"'
+const NEWLINE = 0x0a
+
+/**
+ * Incremental decoder for the status stream: push chunks, get statuses. Bounded line length.
+ * enclaver's (Rust) odyn does not JSON-escape fatal messages, so a line that starts like a fatal
+ * status but is not JSON is still a fatal status, with the raw text as its error.
+ */
 export class StatusDecoder {
-  readonly #lines = new JsonLinesDecoder({ maxLineLength: STATUS_MAX_LINE })
+  readonly #onInvalid: StatusDecoderOptions['onInvalid']
+  #pending: Buffer[] = []
+  #pendingLength = 0
+  #discarding = false
+
+  constructor(options: StatusDecoderOptions = {}) {
+    this.#onInvalid = options.onInvalid
+  }
 
   push(chunk: Uint8Array): EnclaveStatus[] {
-    let values: unknown[]
-    try {
-      values = this.#lines.push(chunk)
-    } catch (cause) {
-      throw new StatusInvalidError(`the status stream is malformed: ${(cause as Error).message}`, { cause })
+    const out: EnclaveStatus[] = []
+    let buf = Buffer.from(chunk.buffer, chunk.byteOffset, chunk.byteLength)
+    for (;;) {
+      const nl = buf.indexOf(NEWLINE)
+      if (nl === -1) {
+        this.#append(buf)
+        return out
+      }
+      this.#append(buf.subarray(0, nl))
+      buf = buf.subarray(nl + 1)
+      const discarded = this.#discarding
+      const line = Buffer.concat(this.#pending).toString('utf8')
+      this.#pending = []
+      this.#pendingLength = 0
+      this.#discarding = false
+      if (discarded) {
+        this.#invalid(
+          new StatusInvalidError(`the status stream is malformed: a line is over ${STATUS_MAX_LINE} bytes`),
+          line,
+        )
+        continue
+      }
+      if (line.trim() === '') continue
+      const status = this.#decodeLine(line)
+      if (status) out.push(status)
     }
-    return values.map(parseStatus)
   }
+
+  #append(bytes: Buffer): void {
+    if (this.#discarding || bytes.length === 0) return
+    if (this.#pendingLength + bytes.length > STATUS_MAX_LINE) {
+      // Keep only a prefix for the report; the rest of the line is dropped (bounded memory).
+      this.#discarding = true
+      return
+    }
+    this.#pending.push(Buffer.from(bytes))
+    this.#pendingLength += bytes.length
+  }
+
+  #decodeLine(line: string): EnclaveStatus | undefined {
+    let value: unknown
+    try {
+      value = JSON.parse(line)
+    } catch (cause) {
+      if (line.startsWith(FATAL_PREFIX)) return { status: 'fatal', error: rawFatalError(line) }
+      this.#invalid(
+        new StatusInvalidError(`the status stream is malformed: ${(cause as Error).message}`, { cause }),
+        line,
+      )
+      return undefined
+    }
+    try {
+      return parseStatus(value)
+    } catch (err) {
+      this.#invalid(err as StatusInvalidError, line)
+      return undefined
+    }
+  }
+
+  #invalid(error: StatusInvalidError, line: string): void {
+    if (!this.#onInvalid) throw error
+    this.#onInvalid(error, line.length > 200 ? `${line.slice(0, 200)}…` : line)
+  }
+}
+
+/** The message of an unescaped fatal line: `{"status":"fatal","error":"<raw>"}` → `<raw>`. */
+function rawFatalError(line: string): string {
+  let text = line.startsWith(FATAL_ERROR_PREFIX) ? line.slice(FATAL_ERROR_PREFIX.length) : line
+  if (text !== line && text.endsWith('"}')) text = text.slice(0, -2)
+  return text.length > FATAL_MAX_CHARS ? `${text.slice(0, FATAL_MAX_CHARS)}…` : text
 }
 
 /** True once the app is over (exited, signaled or fatal). */

@@ -242,7 +242,13 @@ export function createSupervisor(options: SupervisorOptions, deps: { logger?: Lo
           ),
         )
       }
-      if (options.heartbeat) await sendBootHeartbeat({ ...options.heartbeat, signal: abort.signal })
+      if (options.heartbeat)
+        // The supervisor's dev mode applies to the heartbeat too: off Nitro, vsock://3 is the real host.
+        await sendBootHeartbeat({
+          ...options.heartbeat,
+          dev: options.heartbeat.dev ?? options.dev,
+          signal: abort.signal,
+        })
       const loopback =
         options.loopback === true
           ? () => runToCompletion(['ip', 'link', 'set', 'lo', 'up'], ownPids)

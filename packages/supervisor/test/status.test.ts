@@ -90,3 +90,32 @@ describe('status channel', () => {
     expect(exitCodeForStatus({ status: 'running' })).toBeUndefined()
   })
 })
+
+describe('status channel: lenient host decoding', () => {
+  it("reads enclaver's unescaped fatal messages as fatal with the raw text", () => {
+    const out = new StatusDecoder().push(Buffer.from('{"status":"fatal","error":"bad "quoted" thing"}\n'))
+    expect(out).toEqual([{ status: 'fatal', error: 'bad "quoted" thing' }])
+  })
+
+  it('skips and reports bad lines instead of aborting, then still sees the final status', () => {
+    const bad: string[] = []
+    const decoder = new StatusDecoder({ onInvalid: (err, line) => bad.push(`${err.code} ${line}`) })
+    const out = decoder.push(
+      Buffer.from('{"status":"running"}\nnot json\n{"status":"exploded"}\n{"status":"exited","code":4}\n'),
+    )
+    expect(out).toEqual([{ status: 'running' }, { status: 'exited', code: 4 }])
+    expect(bad).toHaveLength(2)
+    expect(bad[0]).toContain('not json')
+  })
+
+  it('drops an overlong line (bounded memory) and recovers at the next newline', () => {
+    const bad: string[] = []
+    const decoder = new StatusDecoder({ onInvalid: (_err, line) => bad.push(line) })
+    const out = [
+      ...decoder.push(Buffer.alloc(40_000, 0x61)),
+      ...decoder.push(Buffer.from('\n{"status":"exited","code":1}\n')),
+    ]
+    expect(out).toEqual([{ status: 'exited', code: 1 }])
+    expect(bad).toHaveLength(1)
+  })
+})

@@ -1,7 +1,8 @@
+import { spawn } from 'node:child_process'
 import { once } from 'node:events'
 import { Writable } from 'node:stream'
 import { waitFor } from '@enclave/test-helpers'
-import { connect } from '@enclave/vsock-transport'
+import { connect, listen } from '@enclave/vsock-transport'
 import { afterEach, describe, expect, it } from 'vitest'
 import {
   type EnclaveStatus,
@@ -100,6 +101,68 @@ describe('odyn supervisor (real processes, dev-mode vsock)', () => {
     // The app itself (libuv's child) still got its own exit status.
     expect(await h.odyn.finished).toEqual({ status: 'exited', code: 0 })
     expect(await logText(h)).toContain('done')
+  })
+
+  it('an in-process plug-in that spawns through child_process keeps its exit status while orphans are reaped', async () => {
+    let pluginExit: { code: number | null; signal: string | null } | undefined
+    const h = run({
+      command: ['sh', '-c', 'for i in 1 2 3; do (sleep 0.2 &); done; sleep 2; echo done'],
+      user: null,
+      plugins: [
+        {
+          name: 'spawner',
+          async start() {
+            // Not through the supervisor: a library in the plug-in calling child_process itself.
+            const child = spawn('sh', ['-c', 'sleep 0.5; exit 7'], { stdio: 'ignore' })
+            child.once('exit', (code, signal) => {
+              pluginExit = { code, signal }
+            })
+            return { stop: async () => {} }
+          },
+        },
+      ],
+    })
+    await h.odyn.start()
+    await waitFor(() => h.odyn.reaped >= 3, { what: 'three orphans reaped', timeoutMs: 15_000 })
+    await waitFor(() => pluginExit !== undefined, { what: "the plug-in child's exit", timeoutMs: 15_000 })
+    expect(pluginExit).toEqual({ code: 7, signal: null })
+    expect(await h.odyn.finished).toEqual({ status: 'exited', code: 0 })
+  })
+
+  it("watchStatus skips a bad line and reads enclaver's unescaped fatal message", async () => {
+    const h = run({ command: ['true'], user: null })
+    const server = await listen('vsock://any:17000', { dev: h.dev }, (socket) => {
+      socket.write('{"status":"running"}\ngarbage\n{"status":"fatal","error":"cannot read "x""}\n')
+    })
+    try {
+      const invalid: string[] = []
+      const final = await watchStatus(h.statusAddress, {
+        dev: h.dev,
+        onInvalid: (_e, line) => invalid.push(line),
+      })
+      expect(final).toEqual({ status: 'fatal', error: 'cannot read "x"' })
+      expect(invalid).toEqual(['garbage'])
+    } finally {
+      server.close()
+    }
+  })
+
+  it('in dev mode the boot heartbeat goes to the dev-mode CID 3, never the real host', async () => {
+    const h = run({ command: ['sh', '-c', 'exit 0'], user: null, heartbeat: {} })
+    const got: number[] = []
+    const listener = await listen('vsock://3:9000', { dev: { dir: h.dir, cid: 3 } }, (socket) => {
+      socket.once('data', (chunk: Buffer) => {
+        got.push(...chunk)
+        socket.end(Buffer.from([0xb7]))
+      })
+    })
+    try {
+      await h.odyn.start()
+      expect(got).toEqual([0xb7])
+      expect(await h.odyn.finished).toEqual({ status: 'exited', code: 0 })
+    } finally {
+      listener.close()
+    }
   })
 
   it.runIf(process.getuid?.() === 0)('runs the app as uid/gid 1000 by default when root', async () => {

@@ -1,11 +1,14 @@
-import { copyFileSync, existsSync, mkdtempSync, rmSync } from 'node:fs'
+import { copyFileSync, existsSync, mkdirSync, mkdtempSync, rmSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { dirname, join, resolve } from 'node:path'
 import { fileURLToPath } from 'node:url'
-import { loadManifest } from '@enclave/builder'
+import { loadManifest, type Manifest } from '@enclave/builder'
+import { startEgressHost } from '@enclave/egress'
 import { describeEif } from '@enclave/eif'
+import { startIngressHost } from '@enclave/ingress'
 import {
   checkMeasurements,
+  type HostPlugin,
   InvalidOptionsError,
   type Launcher,
   NitroCliLauncher,
@@ -27,6 +30,7 @@ interface RunOptions {
   expectPcrs?: string
   nitroCli?: string
   odyn?: string
+  ingressHost?: string
 }
 
 const MIN_MEMORY_MB = 64
@@ -52,6 +56,10 @@ export function registerRun(program: Command, ctx: CommandContext): void {
     .option('--expect-pcrs <spec>', 'refuse to start unless the EIF matches: PCR0=<hex>,... or a JSON file')
     .option('--nitro-cli <path>', 'the nitro-cli executable', 'nitro-cli')
     .option('--odyn <path>', 'simulator: the odyn entry script (default: the one next to this CLI)')
+    .option(
+      '--ingress-host <addr>',
+      'address of the host ingress listeners (default 0.0.0.0; simulator: 127.0.0.2, since the app holds 127.0.0.1:<port>)',
+    )
     .action(async (app: string[], options: RunOptions) => {
       const code = await run(app, options, ctx)
       // The exit code is the app's (enclaver-run's contract), so it is set here, once output is flushed.
@@ -73,48 +81,61 @@ async function run(app: string[], options: RunOptions, ctx: CommandContext): Pro
   if (memoryMib < MIN_MEMORY_MB)
     throw new InvalidOptionsError(`memory must be at least ${MIN_MEMORY_MB} MiB, got ${memoryMib}`)
 
-  let launcher: Launcher
   let configDir: string | undefined
-  if (options.simulate) {
-    if (app.length === 0)
-      throw new InvalidOptionsError(
-        '--simulate needs the app command after "--" (enclaver run --simulate -- node app.js)',
-      )
-    // odyn reads <config-dir>/enclaver.yaml (and odyn.yaml), as in the image.
-    configDir = mkdtempSync(join(tmpdir(), 'enclaver-sim-config-'))
-    copyFileSync(options.manifest, join(configDir, 'enclaver.yaml'))
-    const odynYaml = join(dirname(resolve(options.manifest)), 'odyn.yaml')
-    if (existsSync(odynYaml)) copyFileSync(odynYaml, join(configDir, 'odyn.yaml'))
-    const pcrs: Record<number, string> = {}
-    for (const [name, value] of Object.entries(measurements)) {
-      const index = /^PCR(\d+)$/.exec(name)?.[1]
-      if (index !== undefined && typeof value === 'string') pcrs[Number(index)] = value
-    }
-    launcher = new SimulatorLauncher({
-      odyn: [process.execPath, options.odyn ?? fileURLToPath(new URL('./odyn.js', import.meta.url))],
-      configDir,
-      app,
-      cid: cid ?? 16,
-      pcrs,
-      debugMode: options.debugMode,
-    })
-  } else {
-    if (app.length > 0) throw new InvalidOptionsError('an app command is only accepted with --simulate')
-    launcher = new NitroCliLauncher(
-      {
-        eifPath: options.eif,
-        cpuCount,
-        memoryMib,
-        cid,
-        debugMode: options.debugMode,
-        nitroCli: options.nitroCli,
-      },
-      { logger: ctx.logger },
-    )
-  }
   try {
+    let launcher: Launcher
+    // Where the host halves reach the enclave: the simulator's Unix-socket folder, or real vsock.
+    let egressDev: { dir: string; cid: number } | undefined
+    if (options.simulate) {
+      if (app.length === 0)
+        throw new InvalidOptionsError(
+          '--simulate needs the app command after "--" (enclaver run --simulate -- node app.js)',
+        )
+      // odyn reads <config-dir>/enclaver.yaml (and odyn.yaml), as in the image.
+      configDir = mkdtempSync(join(tmpdir(), 'enclaver-sim-config-'))
+      copyFileSync(options.manifest, join(configDir, 'enclaver.yaml'))
+      const odynYaml = join(dirname(resolve(options.manifest)), 'odyn.yaml')
+      if (existsSync(odynYaml)) copyFileSync(odynYaml, join(configDir, 'odyn.yaml'))
+      // The egress listener starts before odyn, so the vsock folder must exist before launch.
+      const vsockDir = join(configDir, 'vsock')
+      mkdirSync(vsockDir)
+      egressDev = { dir: vsockDir, cid: 3 }
+      const pcrs: Record<number, string> = {}
+      for (const [name, value] of Object.entries(measurements)) {
+        const index = /^PCR(\d+)$/.exec(name)?.[1]
+        if (index !== undefined && typeof value === 'string') pcrs[Number(index)] = value
+      }
+      launcher = new SimulatorLauncher({
+        odyn: [process.execPath, options.odyn ?? fileURLToPath(new URL('./odyn.js', import.meta.url))],
+        configDir,
+        app,
+        cid: cid ?? 16,
+        pcrs,
+        debugMode: options.debugMode,
+        vsockDir,
+      })
+    } else {
+      if (app.length > 0) throw new InvalidOptionsError('an app command is only accepted with --simulate')
+      launcher = new NitroCliLauncher(
+        {
+          eifPath: options.eif,
+          cpuCount,
+          memoryMib,
+          cid,
+          debugMode: options.debugMode,
+          nitroCli: options.nitroCli,
+        },
+        { logger: ctx.logger },
+      )
+    }
+    const ingressHost = options.ingressHost ?? (options.simulate ? '127.0.0.2' : '0.0.0.0')
     const result = await runEnclave(
-      { launcher, logSink: process.stdout, signal: ctx.signal },
+      {
+        launcher,
+        logSink: process.stdout,
+        signal: ctx.signal,
+        hostPlugins: hostPlugins(manifest, { egressDev, ingressHost }),
+      },
       { logger: ctx.logger },
     )
     ctx.logger.info({ status: result.status, exitCode: result.exitCode }, 'enclave finished')
@@ -122,6 +143,54 @@ async function run(app: string[], options: RunOptions, ctx: CommandContext): Pro
   } finally {
     if (configDir) rmSync(configDir, { recursive: true, force: true })
   }
+}
+
+/**
+ * The host halves of the manifest's networking, as enclaver-run starts them: the egress listener
+ * on vsock 17002 (before the enclave, which dials it while starting) with the manifest's policy,
+ * and one TCP listener per ingress entry (host listen_port → vsock enclave CID, same port).
+ */
+function hostPlugins(
+  manifest: Manifest,
+  where: { egressDev: { dir: string; cid: number } | undefined; ingressHost: string },
+): HostPlugin[] {
+  const plugins: HostPlugin[] = []
+  const egress = manifest.egress
+  if (egress?.allow && egress.allow.length > 0) {
+    const policy = { allow: egress.allow, ...(egress.deny ? { deny: egress.deny } : {}) }
+    plugins.push({
+      name: 'egress',
+      phase: 'before-launch',
+      async start({ logger }) {
+        const host = await startEgressHost(
+          { policy, ...(where.egressDev ? { dev: where.egressDev } : {}) },
+          { logger },
+        )
+        return { stop: () => host.close() }
+      },
+    })
+  }
+  for (const entry of manifest.ingress ?? []) {
+    plugins.push({
+      name: `ingress ${entry.listen_port}`,
+      phase: 'after-launch',
+      async start({ enclave, logger }) {
+        const tunnel = await startIngressHost(
+          {
+            listenPort: entry.listen_port,
+            enclaveCid: enclave!.cid,
+            listenHost: where.ingressHost,
+            ...(entry.proxy_protocol ? { proxyProtocol: true } : {}),
+            dev: enclave!.dev ?? undefined,
+          },
+          { logger },
+        )
+        logger.info({ address: tunnel.address }, 'ingress listening')
+        return { stop: () => tunnel.close({ drainTimeoutMs: 2000 }) }
+      },
+    })
+  }
+  return plugins
 }
 
 function integer(flag: string, value: string | undefined): number | undefined {
