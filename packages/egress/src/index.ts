@@ -46,6 +46,7 @@ export {
   type EgressManifest,
   type EgressPlugin,
   type EgressPluginContext,
+  type EgressPluginHandle,
   egressFromManifest,
   egressPlugin,
 } from './plugin.js'

@@ -42,6 +42,54 @@ describe('egress plug-in for the supervisor', () => {
     await handle!.stop()
   })
 
+  it('egress.transparent also starts the transparent listener; it resets a connection that was not redirected', async () => {
+    const handle = await egressPlugin({ port: 0 }, { port: 0 }).start(
+      ctx({ egress: { allow: ['127.0.0.2'], transparent: true } }),
+    )
+    expect(handle?.transparentPort).toBeGreaterThan(0)
+    const port = handle!.transparentPort!
+    // Reached directly (no REDIRECT rule), there is no original destination to carry: reset, no data.
+    const outcome = await new Promise<{ data: string; error?: string }>((resolve) => {
+      let data = ''
+      const s = netConnect(port, '127.0.0.1')
+      s.on('data', (c: Buffer) => {
+        data += c.toString()
+      })
+      s.on('error', (err: NodeJS.ErrnoException) => resolve({ data, error: err.code }))
+      s.on('close', () => resolve({ data }))
+    })
+    expect(outcome).toEqual({ data: '', error: 'ECONNRESET' })
+    await handle!.stop()
+    // stop() closes both listeners.
+    const refused = await new Promise<string | undefined>((resolve) => {
+      const s = netConnect(port, '127.0.0.1', () => {
+        s.destroy()
+        resolve(undefined)
+      })
+      s.on('error', (err: NodeJS.ErrnoException) => resolve(err.code))
+    })
+    expect(refused).toBe('ECONNREFUSED')
+  })
+
+  it('starts no transparent listener unless egress.transparent is true', async () => {
+    const handle = await egressPlugin({ port: 0 }, { port: 0 }).start(
+      ctx({ egress: { allow: ['example.com'], transparent: false } }),
+    )
+    expect(handle?.transparentPort).toBeUndefined()
+    await handle!.stop()
+  })
+
+  it('rejects a malformed egress.transparent or egress.transparent_port naming the key', async () => {
+    await expect(
+      egressPlugin({ port: 0 }).start(ctx({ egress: { allow: ['x.com'], transparent: 'yes' } })),
+    ).rejects.toThrow(/egress.transparent must be true or false/)
+    await expect(
+      egressPlugin({ port: 0 }).start(
+        ctx({ egress: { allow: ['x.com'], transparent: true, transparent_port: 70000 } }),
+      ),
+    ).rejects.toThrow(/egress.transparent_port must be an integer from 0 to 65535/)
+  })
+
   it('rejects an invalid policy entry and a malformed block with typed errors', async () => {
     await expect(
       egressPlugin({ port: 0 }).start(ctx({ egress: { allow: ['https://api.example.com'] } })),

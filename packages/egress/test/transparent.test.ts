@@ -47,10 +47,11 @@ describe.skipIf(!available)(
       temp.remove()
     })
 
-    it('carries an allowed destination and resets refused ones (either half refusing)', async () => {
+    /** Runs the namespace child against .2 (allowed), .3 (refused in the enclave), .4 (refused by the host). */
+    const runChild = (env: NodeJS.ProcessEnv = {}) => {
       // The enclave side allows 127.0.0.2 and 127.0.0.4; the host refuses .4; .3 is refused in the enclave.
       const policy = JSON.stringify({ allow: ['127.0.0.2', '127.0.0.4'] })
-      const out = await new Promise<string>((resolve, reject) => {
+      return new Promise<string>((resolve, reject) => {
         execFile(
           'unshare',
           [
@@ -66,21 +67,34 @@ describe.skipIf(!available)(
             `127.0.0.3:${port}`,
             `127.0.0.4:${port}`,
           ],
-          { timeout: 60_000 },
+          { timeout: 60_000, env: { ...process.env, ...env } },
           (error, stdout, stderr) =>
             error ? reject(new Error(`${error.message}\n${stderr}`)) : resolve(stdout),
         )
       })
-      const results = out
+    }
+    const expected = () => [
+      { target: `127.0.0.2:${port}`, data: 'echo:ping' },
+      { target: `127.0.0.3:${port}`, error: 'ECONNRESET' },
+      { target: `127.0.0.4:${port}`, error: 'ECONNRESET' },
+    ]
+
+    const parse = (out: string) =>
+      out
         .trim()
         .split('\n')
         .map((line) => JSON.parse(line))
-      expect(results).toEqual([
-        { target: `127.0.0.2:${port}`, data: 'echo:ping' },
-        { target: `127.0.0.3:${port}`, error: 'ECONNRESET' },
-        { target: `127.0.0.4:${port}`, error: 'ECONNRESET' },
-      ])
-      expect(host.stats().refused).toBe(1)
+
+    it('carries an allowed destination and resets refused ones (either half refusing)', async () => {
+      const before = host.stats().refused
+      expect(parse(await runChild())).toEqual(expected())
+      expect(host.stats().refused - before).toBe(1)
+    })
+
+    it("does the same when odyn's egress plug-in starts it from `egress.transparent: true`", async () => {
+      const before = host.stats().refused
+      expect(parse(await runChild({ VIA_PLUGIN: '1' }))).toEqual(expected())
+      expect(host.stats().refused - before).toBe(1)
     })
   },
 )
