@@ -3,14 +3,13 @@ import { readFileSync } from 'node:fs'
 import { createServer as createHttpServer, type Server } from 'node:http'
 import { createServer as createHttpsServer } from 'node:https'
 import { type AddressInfo, createServer as createTcpServer, connect as netConnect } from 'node:net'
-import { makeTempDir } from '@enclave/test-helpers'
+import { makeCa, makeLeaf, makeTempDir } from '@enclave/test-helpers'
 import { connect } from '@enclave/vsock-transport'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import { type EgressHost, startEgressHost } from '../src/host.js'
 import type { Resolve } from '../src/options.js'
 import { type EgressProxy, startEgressProxy } from '../src/proxy.js'
 import { encodeRequest, MessageDecoder, parseReply } from '../src/wire.js'
-import { makeCa, makeLeaf } from './certs.js'
 
 interface CurlResult {
   code: number

@@ -10,7 +10,7 @@ import {
 } from 'node:net'
 import { Duplex } from 'node:stream'
 import { connect as tlsConnect } from 'node:tls'
-import { makeTempDir } from '@enclave/test-helpers'
+import { makeCa, makeLeaf, makeTempDir, type Pem } from '@enclave/test-helpers'
 import type { Tunnel } from '@enclave/tunnel'
 import { connect as vsockConnect } from '@enclave/vsock-transport'
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest'
@@ -19,7 +19,6 @@ import { TlsFilesError } from '../src/errors.js'
 import { startIngressHost } from '../src/host.js'
 import type { IngressEnclaveOptions } from '../src/options.js'
 import { encodeProxyV2, PP2_TYPE_SSL, ProxyV2Decoder } from '../src/proxy-v2.js'
-import { makeCa, makeLeaf, type Pem } from './certs.js'
 
 const CID = 16
 

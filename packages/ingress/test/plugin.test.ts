@@ -1,10 +1,9 @@
-import { makeTempDir } from '@enclave/test-helpers'
+import { makeCa, makeLeaf, makeTempDir } from '@enclave/test-helpers'
 import { connect as vsockConnect } from '@enclave/vsock-transport'
 import { afterAll, describe, expect, it } from 'vitest'
 import { InvalidOptionsError, TlsFilesError } from '../src/errors.js'
 import { silentLogger } from '../src/logger.js'
 import { enclaveOptionsFor, ingressFromManifest, ingressPlugin } from '../src/plugin.js'
-import { makeCa, makeLeaf } from './certs.js'
 
 describe('ingress plug-in for the supervisor', () => {
   const temp = makeTempDir('ingress-plugin-')

@@ -3,6 +3,7 @@
  * spawning built CLIs. Private to the repository, imported from source.
  */
 
+export { makeCa, makeLeaf, type Pem } from './certs.js'
 export { type CliResult, runCli } from './cli.js'
 export { countOpenFds } from './fds.js'
 export { type DeadPort, holdDeadPort } from './ports.js'
