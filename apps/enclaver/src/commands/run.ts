@@ -1,8 +1,16 @@
 import { copyFileSync, existsSync, mkdirSync, mkdtempSync, rmSync } from 'node:fs'
+import { mkdtemp, rm } from 'node:fs/promises'
 import { tmpdir } from 'node:os'
 import { dirname, join, resolve } from 'node:path'
 import { fileURLToPath } from 'node:url'
-import { loadManifest, type Manifest } from '@enclave/builder'
+import {
+  extractImageFile,
+  loadManifest,
+  type Manifest,
+  type PullPolicy,
+  RELEASE_EIF_PATH,
+  RELEASE_MANIFEST_PATH,
+} from '@enclave/builder'
 import { startEgressHost } from '@enclave/egress'
 import { describeEif } from '@enclave/eif'
 import { startIngressHost } from '@enclave/ingress'
@@ -31,6 +39,8 @@ interface RunOptions {
   nitroCli?: string
   odyn?: string
   ingressHost?: string
+  /** true: --pull, false: --no-pull, undefined: neither. */
+  pull?: boolean
 }
 
 const MIN_MEMORY_MB = 64
@@ -45,9 +55,15 @@ export function registerRun(program: Command, ctx: CommandContext): void {
   program
     .command('run')
     .description('run an EIF on this Nitro host (nitro-cli), or --simulate it locally under odyn')
+    .argument(
+      '[image]',
+      'a release image (engine name, docker-archive:PATH or oci:PATH): runs its /enclave/application.eif',
+    )
     .argument('[app...]', 'with --simulate: the app command to run under odyn (after --)')
-    .option('--eif <file>', 'the EIF to run', '/enclave/application.eif')
-    .option('--manifest <file>', 'enclaver.yaml (odyn.yaml next to it is used too)', '/enclave/enclaver.yaml')
+    .option('--eif <file>', 'the EIF to run', RELEASE_EIF_PATH)
+    .option('--manifest <file>', 'enclaver.yaml (odyn.yaml next to it is used too)', RELEASE_MANIFEST_PATH)
+    .option('--pull', 'always pull the release image (engine images)')
+    .option('--no-pull', 'never pull the release image: it must already be in the engine')
     .option('--simulate', 'run on this machine as processes instead of in a Nitro enclave')
     .option('--cpu-count <n>', 'vCPUs (default: manifest defaults.cpu_count, else 2)')
     .option('--memory-mb <n>', 'memory in MiB (default: manifest defaults.memory_mb, else 4096)')
@@ -60,11 +76,73 @@ export function registerRun(program: Command, ctx: CommandContext): void {
       '--ingress-host <addr>',
       'address of the host ingress listeners (default 0.0.0.0; simulator: 127.0.0.2, since the app holds 127.0.0.1:<port>)',
     )
-    .action(async (app: string[], options: RunOptions) => {
-      const code = await run(app, options, ctx)
+    .action(async (image: string | undefined, rest: string[], options: RunOptions, command: Command) => {
+      const { release, app } = splitOperands(image, rest, command)
+      const code = release
+        ? await withReleaseImage(release, options, ctx, (files) => run(app, { ...options, ...files }, ctx))
+        : await run(app, options, ctx)
       // The exit code is the app's (enclaver-run's contract), so it is set here, once output is flushed.
       process.exit(code)
     })
+}
+
+/**
+ * Operands before `--` name the release image (at most one); those after it are the app (with
+ * --simulate). An image replaces --eif/--manifest, so giving both is a usage error.
+ */
+function splitOperands(
+  image: string | undefined,
+  rest: string[],
+  command: Command,
+): { release: string | undefined; app: string[] } {
+  const operands = image === undefined ? [] : [image, ...rest]
+  const dash = process.argv.indexOf('--')
+  const afterDash = dash < 0 ? 0 : Math.min(process.argv.length - dash - 1, operands.length)
+  const before = operands.slice(0, operands.length - afterDash)
+  const app = operands.slice(operands.length - afterDash)
+  const explicit = ['eif', 'manifest'].filter((name) => command.getOptionValueSource(name) === 'cli')
+  if (before.length > 1)
+    command.error(
+      `error: expected at most one IMAGE before "--", got ${before.length} (${before.join(' ')}); put the app command after "--"`,
+      { exitCode: 2, code: 'enclaver.usage' },
+    )
+  const release = before[0]
+  if (release !== undefined && explicit.length > 0)
+    command.error(
+      `error: give either a release IMAGE or --eif/--manifest, not both (got ${release} and --${explicit.join(', --')}); with --simulate the app command goes after "--"`,
+      { exitCode: 2, code: 'enclaver.usage' },
+    )
+  return { release, app }
+}
+
+/**
+ * Extracts the release image's EIF and manifest into a private temporary folder, runs `body` on
+ * them, and removes the folder afterwards, whatever happens.
+ */
+async function withReleaseImage(
+  reference: string,
+  options: RunOptions,
+  ctx: CommandContext,
+  body: (files: { eif: string; manifest: string }) => Promise<number>,
+): Promise<number> {
+  const pull: PullPolicy = options.pull === true ? 'always' : options.pull === false ? 'never' : 'missing'
+  // mkdtemp creates the folder 0700: only this user can read the extracted EIF.
+  const dir = await mkdtemp(join(tmpdir(), 'enclaver-release-'))
+  try {
+    const eif = await extractImageFile(reference, RELEASE_EIF_PATH, join(dir, 'application.eif'), {
+      signal: ctx.signal,
+      pull,
+    })
+    // The image is local now: never pull it a second time for the manifest.
+    const manifest = await extractImageFile(reference, RELEASE_MANIFEST_PATH, join(dir, 'enclaver.yaml'), {
+      signal: ctx.signal,
+      pull: pull === 'always' ? 'missing' : pull,
+    })
+    ctx.logger.info({ image: eif.image }, 'running the release image')
+    return await body({ eif: eif.path, manifest: manifest.path })
+  } finally {
+    await rm(dir, { recursive: true, force: true })
+  }
 }
 
 async function run(app: string[], options: RunOptions, ctx: CommandContext): Promise<number> {
