@@ -31,6 +31,11 @@ if [ "${#missing[@]}" -gt 0 ]; then
   as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
 fi
 
+# The QEMU tests fetch Debian's kernel with `apt-get download`: that needs apt's package lists.
+if [ "$want_test_deps" = 1 ] && ! apt-cache depends linux-image-amd64 >/dev/null 2>&1; then
+  as_root apt-get update -qq
+fi
+
 # pnpm, at the version package.json pins.
 pnpm_version=$(node -p "require('./package.json').packageManager.split('@')[1]")
 if ! command -v pnpm >/dev/null 2>&1 || [ "$(pnpm --version 2>/dev/null)" != "$pnpm_version" ]; then
