@@ -1,7 +1,7 @@
 import { lookup } from 'node:dns/promises'
 import { type Server, type Socket, connect as tcpConnect } from 'node:net'
 import { constants } from 'node:os'
-import { pipeConnection, readPrefix } from '@enclave/tunnel'
+import { pipeConnection, readPrefix, silentLogger } from '@enclave/tunnel'
 import { listen } from '@enclave/vsock-transport'
 import {
   DialFailedError,
@@ -13,7 +13,6 @@ import {
   TimeoutError,
 } from './errors.js'
 import { formatIp, type Ip, parseIp } from './ip.js'
-import { silentLogger } from './logger.js'
 import { type Context, type EgressHostOptions, HOST_DEFAULTS, integer, type Resolve } from './options.js'
 import {
   checkDestination,

@@ -16,6 +16,7 @@
  * ```
  */
 
+export type { Logger } from '@enclave/tunnel'
 export {
   DialFailedError,
   EGRESS_ERROR_CODES,
@@ -31,7 +32,6 @@ export {
   TimeoutError,
 } from './errors.js'
 export { type EgressHost, startEgressHost } from './host.js'
-export type { Logger } from './logger.js'
 export {
   type EgressHostOptions,
   type EgressProxyOptions,

@@ -1,6 +1,6 @@
+import type { Logger } from '@enclave/tunnel'
 import type { DevModeOptions } from '@enclave/vsock-transport'
 import { InvalidOptionsError } from './errors.js'
-import type { Logger } from './logger.js'
 import type { EgressPolicyConfig } from './policy.js'
 
 /** One address a name resolved to. */

@@ -1,5 +1,5 @@
+import type { Logger } from '@enclave/tunnel'
 import { InvalidOptionsError } from './errors.js'
-import type { Logger } from './logger.js'
 import { type EgressProxyOptions, type EgressTransparentOptions, integer } from './options.js'
 import type { EgressPolicyConfig } from './policy.js'
 import { startEgressProxy } from './proxy.js'

@@ -8,10 +8,9 @@ import {
 } from 'node:http'
 import type { AddressInfo, Socket } from 'node:net'
 import type { Duplex } from 'node:stream'
-import { pipeConnection } from '@enclave/tunnel'
+import { pipeConnection, silentLogger } from '@enclave/tunnel'
 import { tunnelOpener } from './client.js'
 import { DialFailedError, EgressError, HostUnreachableError, InvalidOptionsError } from './errors.js'
-import { silentLogger } from './logger.js'
 import { type Context, type EgressProxyOptions, integer, PROXY_DEFAULTS } from './options.js'
 import { compilePolicy } from './policy.js'
 

@@ -1,9 +1,8 @@
 import { type AddressInfo, createServer, type Server, type Socket } from 'node:net'
-import { pipeConnection } from '@enclave/tunnel'
+import { pipeConnection, silentLogger } from '@enclave/tunnel'
 import { originalDestination } from '@enclave/vsock-transport'
 import { tunnelOpener } from './client.js'
 import { EgressError, InvalidOptionsError } from './errors.js'
-import { silentLogger } from './logger.js'
 import {
   type Context,
   type EgressTransparentOptions,

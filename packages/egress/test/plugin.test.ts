@@ -1,8 +1,8 @@
 import { connect as netConnect } from 'node:net'
 import { makeTempDir } from '@enclave/test-helpers'
+import { silentLogger } from '@enclave/tunnel'
 import { afterAll, describe, expect, it } from 'vitest'
 import { InvalidOptionsError, InvalidPolicyError } from '../src/errors.js'
-import { silentLogger } from '../src/logger.js'
 import { egressPlugin } from '../src/plugin.js'
 import { startEgressProxy } from '../src/proxy.js'
 

@@ -1,10 +1,9 @@
 import { readFileSync } from 'node:fs'
 import { createServer as createNetServer, type Server, type Socket } from 'node:net'
 import { createServer as createTlsServer, type TLSSocket } from 'node:tls'
-import { forward, readPrefix, type TunnelStats } from '@enclave/tunnel'
+import { forward, readPrefix, silentLogger, type TunnelStats } from '@enclave/tunnel'
 import { listen } from '@enclave/vsock-transport'
 import { InvalidOptionsError, TlsFilesError } from './errors.js'
-import { fullLogger, silentLogger } from './logger.js'
 import { type Context, DEFAULTS, type IngressEnclaveOptions, integer } from './options.js'
 import { type Endpoint, encodeProxyV2, ProxyV2Decoder, sslTlv } from './proxy-v2.js'
 
@@ -58,7 +57,7 @@ export async function startIngressEnclave(
     1_000_000,
   )
   const proxyProtocol = options.proxyProtocol === true
-  const log = fullLogger(logger).child({ component: 'ingress-enclave', port: listenPort })
+  const log = logger.child({ component: 'ingress-enclave', port: listenPort })
 
   const tls = options.tls
   let ca: Buffer | undefined

@@ -1,6 +1,5 @@
-import { forward, type Tunnel } from '@enclave/tunnel'
+import { forward, silentLogger, type Tunnel } from '@enclave/tunnel'
 import { InvalidOptionsError } from './errors.js'
-import { fullLogger, silentLogger } from './logger.js'
 import { type Context, DEFAULTS, type IngressHostOptions, integer } from './options.js'
 import { encodeProxyV2 } from './proxy-v2.js'
 
@@ -53,7 +52,7 @@ export async function startIngressHost(
       ),
       ...(options.dev === undefined ? {} : { connect: { dev: options.dev } }),
     },
-    { logger: fullLogger(logger).child({ component: 'ingress-host', port: listenPort }) },
+    { logger: logger.child({ component: 'ingress-host', port: listenPort }) },
   )
   return tunnel
 }

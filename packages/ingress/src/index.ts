@@ -15,6 +15,7 @@
  * ```
  */
 
+export type { Logger } from '@enclave/tunnel'
 export { type IngressEnclave, startIngressEnclave } from './enclave.js'
 export {
   INGRESS_ERROR_CODES,
@@ -25,7 +26,6 @@ export {
   TlsFilesError,
 } from './errors.js'
 export { startIngressHost } from './host.js'
-export type { Logger } from './logger.js'
 export {
   DEFAULTS,
   type IngressEnclaveOptions,

@@ -1,6 +1,6 @@
+import type { Logger } from '@enclave/tunnel'
 import type { DevModeOptions } from '@enclave/vsock-transport'
 import { InvalidOptionsError } from './errors.js'
-import type { Logger } from './logger.js'
 
 /** A PEM key and certificate, e.g. from @enclave/attestation's createAttestedTlsCredentials. */
 export interface TlsCredentials {

@@ -1,7 +1,7 @@
 import { createAttestedTlsCredentials, type Nsm } from '@enclave/attestation'
+import type { Logger } from '@enclave/tunnel'
 import { type IngressEnclave, startIngressEnclave } from './enclave.js'
 import { InvalidOptionsError } from './errors.js'
-import type { Logger } from './logger.js'
 import type { IngressEnclaveOptions } from './options.js'
 
 /** One entry of the manifest's `ingress` list. */

@@ -9,12 +9,12 @@ import {
   type DevNsm,
 } from '@enclave/attestation'
 import { makeTempDir, waitFor } from '@enclave/test-helpers'
+import { silentLogger } from '@enclave/tunnel'
 import { connect as vsockConnect } from '@enclave/vsock-transport'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import { startIngressEnclave } from '../src/enclave.js'
 import { InvalidOptionsError } from '../src/errors.js'
 import { startIngressHost } from '../src/host.js'
-import { silentLogger } from '../src/logger.js'
 import { ingressPlugin } from '../src/plugin.js'
 
 const PCR0 = 'ab'.repeat(48)

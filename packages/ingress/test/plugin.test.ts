@@ -1,8 +1,8 @@
 import { makeCa, makeLeaf, makeTempDir } from '@enclave/test-helpers'
+import { silentLogger } from '@enclave/tunnel'
 import { connect as vsockConnect } from '@enclave/vsock-transport'
 import { afterAll, describe, expect, it } from 'vitest'
 import { InvalidOptionsError, TlsFilesError } from '../src/errors.js'
-import { silentLogger } from '../src/logger.js'
 import { enclaveOptionsFor, ingressFromManifest, ingressPlugin } from '../src/plugin.js'
 
 describe('ingress plug-in for the supervisor', () => {

@@ -29,7 +29,7 @@ export {
   TunnelError,
   type TunnelErrorCode,
 } from './errors.js'
-export type { Logger } from './logger.js'
+export { type Logger, silentLogger } from './logger.js'
 export {
   DEFAULTS,
   type PipeOptions,

@@ -1,7 +1,10 @@
-/** The slice of a pino logger this package uses; pino, its children and compatible loggers fit. */
+/**
+ * The slice of a pino logger the project's packages use; pino, its children and compatible loggers
+ * fit (`trace` is optional: @enclave/supervisor's logger has none).
+ */
 export interface Logger {
   child(bindings: Record<string, unknown>): Logger
-  trace(object: object, message?: string): void
+  trace?(object: object, message?: string): void
   debug(object: object, message?: string): void
   info(object: object, message?: string): void
   warn(object: object, message?: string): void
