@@ -1,15 +1,18 @@
 #!/usr/bin/env node
 // The whole test suite, in the order a failure is cheapest to find: lint, types, build, unit and
-// integration tests (vitest), the packed-tarball check, then real AF_VSOCK inside a QEMU guest.
+// integration tests (vitest), the API reports and README examples against the built types, the
+// packed-tarball check, then real AF_VSOCK inside a QEMU guest.
 // Ends with one plain line, "N passed, N failed", summing every step that counts tests.
 import { spawnSync } from 'node:child_process'
 import { mkdtempSync, readFileSync, rmSync } from 'node:fs'
 import { tmpdir } from 'node:os'
-import { join } from 'node:path'
+import { join, relative } from 'node:path'
 
 const env = { ...process.env, TURBO_TELEMETRY_DISABLED: '1' }
 const totals = { passed: 0, failed: 0, skipped: 0 }
 const failedSteps = []
+/** Failed vitest tests as "file > test: first line of the error", repeated at the very end. */
+const failedTests = []
 
 function step(name, command, args, { counts } = {}) {
   console.log(`\n=== ${name}: ${command} ${args.join(' ')} (node ${process.version})`)
@@ -40,6 +43,7 @@ if (step('build', 'pnpm', ['build'])) {
           totals.passed += json.numPassedTests
           totals.failed += json.numFailedTests
           totals.skipped += json.numPendingTests + json.numTodoTests
+          failedTests.push(...describeFailures(json))
         } catch {
           totals.failed += 1
         }
@@ -47,12 +51,44 @@ if (step('build', 'pnpm', ['build'])) {
       },
     },
   )
+  if (step('api', 'pnpm', ['api:check'])) totals.passed += 1
+  if (step('readme examples', 'pnpm', ['test:examples'])) totals.passed += 1
   if (step('pack', 'pnpm', ['test:pack'])) totals.passed += 1
   if (step('vm', 'pnpm', ['test:vm'])) totals.passed += 1
 }
 
+if (failedTests.length > 0) {
+  console.log('\nfailed tests:')
+  for (const line of failedTests) console.log(`  ${line}`)
+}
 console.log(`\nsteps failed: ${failedSteps.length ? failedSteps.join(', ') : 'none'}`)
 console.log(
   `${totals.passed} passed, ${totals.failed} failed${totals.skipped ? `, ${totals.skipped} skipped` : ''}`,
 )
 process.exit(failedSteps.length ? 1 : 0)
+
+/**
+ * The failed tests of a vitest JSON report (jest's shape), with each error's first lines, and any
+ * file that failed without a test (an import or hook error).
+ * @param {any} json
+ */
+function describeFailures(json) {
+  const lines = []
+  for (const file of json.testResults ?? []) {
+    const name = relative(process.cwd(), file.name)
+    const failed = (file.assertionResults ?? []).filter((test) => test.status === 'failed')
+    for (const test of failed) {
+      const message = (test.failureMessages ?? []).join('\n').split('\n').slice(0, 6).join('\n    ')
+      lines.push(`${name} > ${test.fullName}\n    ${message}`)
+    }
+    if (failed.length === 0 && file.status === 'failed') {
+      lines.push(
+        `${name}: ${String(file.message ?? 'failed')
+          .split('\n')
+          .slice(0, 6)
+          .join('\n    ')}`,
+      )
+    }
+  }
+  return lines
+}

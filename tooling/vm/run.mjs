@@ -13,6 +13,9 @@
 //   ENCLAVE_VM_MEMORY_MIB    guest memory (default 1536; the initramfs lives in it)
 //   ENCLAVE_VM_CPUS          guest vCPUs (default 2)
 //   ENCLAVE_VM_EIF_TIMEOUT_S the EIF boot (vm/eif-boot), after which QEMU is killed (default 180)
+//   ENCLAVE_VM_CONSOLE       all: echo every guest console line as it comes; failures (default):
+//                            keep them and print the last 400 only when that boot fails, so a CI
+//                            log's tail shows the failing test instead of a kernel's boot chatter
 import { randomUUID } from 'node:crypto'
 import { accessSync, constants, existsSync, mkdirSync, mkdtempSync, rmSync } from 'node:fs'
 import { tmpdir } from 'node:os'
@@ -68,6 +71,7 @@ function settings() {
     memoryMiB: intSetting('ENCLAVE_VM_MEMORY_MIB', 1536, 512, 16384),
     cpus: intSetting('ENCLAVE_VM_CPUS', 2, 1, 16),
     eifTimeoutMs: intSetting('ENCLAVE_VM_EIF_TIMEOUT_S', 180, 10, 3600) * 1000,
+    echoConsole: process.env.ENCLAVE_VM_CONSOLE === 'all',
     only: (process.env.ENCLAVE_VM_SUITES ?? '')
       .split(',')
       .map((s) => s.trim())
@@ -241,6 +245,7 @@ async function runSuites(config, context) {
   log(`booting qemu (${context.accel}, ${config.memoryMiB} MiB, ${config.cpus} vCPU)`)
   /** @type {import('./lib/console.mjs').ConsoleEvent[]} */
   const events = []
+  const transcript = consoleTranscript('  | ', config.echoConsole)
   const result = await boot({
     qemu: context.qemu,
     kernel: context.kernel.vmlinuz,
@@ -251,14 +256,23 @@ async function runSuites(config, context) {
     timeoutMs: config.timeoutMs,
     onLine: (raw) => {
       const line = cleanLine(raw)
-      console.log(`  | ${line}`)
+      transcript.add(line)
       const event = parseLine(line)
-      if (event) events.push(event)
+      if (event) {
+        events.push(event)
+        if (!config.echoConsole) console.log(`  | ${line}`) // progress: the protocol lines only
+      }
     },
   })
   rmSync(initrd, { force: true })
-  const verdict = judge(events, { expectedSuites: suites.map((s) => s.name) })
-  return addQemuProblems(verdict, 'suites boot', result, config.timeoutMs)
+  const verdict = addQemuProblems(
+    judge(events, { expectedSuites: suites.map((s) => s.name) }),
+    'suites boot',
+    result,
+    config.timeoutMs,
+  )
+  if (!verdict.ok || verdict.problems.length > 0) transcript.print('suites boot')
+  return verdict
 }
 
 /**
@@ -298,6 +312,7 @@ async function runEifBoot(config, context) {
   log(`booting the EIF's kernel and ramdisks (${context.accel}, cmdline "${eif.cmdline}")`)
   /** @type {string[]} */
   const lines = []
+  const transcript = consoleTranscript('  eif| ', config.echoConsole)
   const result = await boot({
     qemu: context.qemu,
     kernel: eif.kernel,
@@ -309,12 +324,44 @@ async function runEifBoot(config, context) {
     timeoutMs: config.eifTimeoutMs,
     onLine: (raw) => {
       const line = cleanLine(raw)
-      console.log(`  eif| ${line}`)
+      transcript.add(line)
       if (lines.length < 10_000) lines.push(line)
     },
   })
-  const verdict = judgeEifBoot(lines, { nonce })
-  return addQemuProblems(verdict, 'EIF boot', result, config.eifTimeoutMs)
+  const verdict = addQemuProblems(judgeEifBoot(lines, { nonce }), 'EIF boot', result, config.eifTimeoutMs)
+  if (!verdict.ok || verdict.problems.length > 0) transcript.print('EIF boot')
+  return verdict
+}
+
+/** How many console lines a failed boot prints (its tail holds the failure). */
+const TRANSCRIPT_LINES = 400
+
+/**
+ * A boot's console: echoed live when `echo` is set, otherwise kept (the last TRANSCRIPT_LINES)
+ * and printed only if that boot fails.
+ * @param {string} prefix @param {boolean} echo
+ */
+function consoleTranscript(prefix, echo) {
+  /** @type {string[]} */
+  const kept = []
+  let dropped = 0
+  return {
+    /** @param {string} line */
+    add(line) {
+      if (echo) return void console.log(`${prefix}${line}`)
+      kept.push(line)
+      if (kept.length > TRANSCRIPT_LINES) {
+        kept.shift()
+        dropped += 1
+      }
+    },
+    /** @param {string} what */
+    print(what) {
+      if (echo) return
+      log(`${what} failed; its console${dropped ? ` (last ${kept.length} lines)` : ''}:`)
+      for (const line of kept) console.log(`${prefix}${line}`)
+    },
+  }
 }
 
 // The test image is a few MiB; the initramfs and the kernel live in guest memory.

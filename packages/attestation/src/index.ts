@@ -100,3 +100,4 @@ export {
 } from './result.js'
 export { AWS_NITRO_ROOT_G1_PEM, AWS_NITRO_ROOT_G1_SHA256 } from './roots.js'
 export { type AttestationVerifier, createAttestationVerifier } from './verify.js'
+export type { Curve } from './x509-issue.js'

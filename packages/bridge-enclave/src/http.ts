@@ -107,12 +107,13 @@ export async function serveHttp(
   }
 }
 
-type TunnelOptions = Omit<DialOptions, 'signal'>
+/** Where the bridge's HTTP tunnels dial: the dial options without a per-request signal. */
+export type BridgeTunnelOptions = Omit<DialOptions, 'signal'>
 
 /** An `http.Agent` whose connections go out through a client tunnel. */
 export class BridgeHttpAgent extends HttpAgent {
-  readonly #tunnel: TunnelOptions
-  constructor(tunnel: TunnelOptions, options?: AgentOptions) {
+  readonly #tunnel: BridgeTunnelOptions
+  constructor(tunnel: BridgeTunnelOptions, options?: AgentOptions) {
     super(options)
     this.#tunnel = tunnel
   }
@@ -145,8 +146,8 @@ function tlsOver(socket: Socket, options: ConnectionOptions, host: string): Prom
  * the host relays ciphertext only.
  */
 export class BridgeHttpsAgent extends HttpsAgent {
-  readonly #tunnel: TunnelOptions
-  constructor(tunnel: TunnelOptions, options?: HttpsAgentOptions) {
+  readonly #tunnel: BridgeTunnelOptions
+  constructor(tunnel: BridgeTunnelOptions, options?: HttpsAgentOptions) {
     super(options)
     this.#tunnel = tunnel
   }
@@ -176,7 +177,7 @@ export type BridgeDispatcherOptions = Omit<UndiciAgent.Options, 'connect'> & {
  * whose connections go out through a client tunnel; https URLs get TLS inside the enclave.
  */
 export function createBridgeDispatcher(
-  tunnel: TunnelOptions,
+  tunnel: BridgeTunnelOptions,
   options: BridgeDispatcherOptions = {},
 ): UndiciAgent {
   const { tlsOptions, ...agentOptions } = options

@@ -70,6 +70,7 @@ export {
   type BridgeDispatcherOptions,
   BridgeHttpAgent,
   BridgeHttpsAgent,
+  type BridgeTunnelOptions,
   createBridgeDispatcher,
   type HttpOnVsock,
   serveHttp,

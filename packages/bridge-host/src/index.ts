@@ -14,7 +14,12 @@
  * ```
  */
 
-export { ClientTunnel, type ClientTunnelStats, parseTarget } from './client-tunnel.js'
+export {
+  ClientTunnel,
+  type ClientTunnelOptions,
+  type ClientTunnelStats,
+  parseTarget,
+} from './client-tunnel.js'
 export {
   createDestinationPolicy,
   type DestinationPolicy,

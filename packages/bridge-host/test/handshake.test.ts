@@ -242,10 +242,13 @@ describe('hostile peers', () => {
         ),
         async (payload) => {
           const line = Buffer.concat([payload.filter((b) => b !== 0x0a), Buffer.from('\n')])
+          // The loser's listeners are removed (abort), so 60 runs do not pile them up on the host.
+          const settled = new AbortController()
+          const { signal } = settled
           const outcome = Promise.race([
-            once(h, 'handshakeError').then(([e]) => e as HandshakeFailedError),
-            once(h, 'ready').then(() => 'ready' as const),
-          ])
+            once(h, 'handshakeError', { signal }).then(([e]) => e as HandshakeFailedError),
+            once(h, 'ready', { signal }).then(() => 'ready' as const),
+          ]).finally(() => settled.abort())
           const { socket, reader } = await raw()
           socket.on('error', () => {})
           socket.write(Buffer.from([0x06, 0x0a]))

@@ -41,6 +41,8 @@ export {
   EifCrcMismatchError,
   EifError,
   type EifErrorCode,
+  type EifErrorLocation,
+  type EifErrorOptions,
   EifInvalidOptionsError,
   EifIoError,
   EifSectionOverlapError,

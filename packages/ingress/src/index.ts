@@ -27,6 +27,7 @@ export {
 } from './errors.js'
 export { startIngressHost } from './host.js'
 export {
+  type Context as IngressContext,
   DEFAULTS,
   type IngressEnclaveOptions,
   type IngressHostOptions,

@@ -37,6 +37,7 @@ export {
   PROTOCOL_ERROR_CLASSES,
   ProtocolError,
   type ProtocolErrorCode,
+  type ProtocolErrorOptions,
   TruncatedInputError,
 } from './errors.js'
 export { decodeFrame, encodeFrame, FrameDecoder } from './frame.js'

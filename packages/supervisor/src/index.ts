@@ -65,6 +65,7 @@ export {
 export { createLogRing, type LineAssembler, type LogRing, type LogRingOptions } from './log-ring.js'
 export type { Logger } from './logger.js'
 export { checkMeasurements, parseExpectedPcrs } from './measurements.js'
+export type { ReaperAddon } from './native.js'
 export { NitroCliLauncher, type NitroCliOptions, type NitroEnclaveInfo } from './nitro-cli.js'
 export type { ProcessExit, ProcessUser } from './process.js'
 export { createReaper, type Reaper, type ReaperOptions, zombieChildren } from './reaper.js'
