@@ -4,7 +4,7 @@
 // packed-tarball check, then real AF_VSOCK inside a QEMU guest.
 // Ends with one plain line, "N passed, N failed", summing every step that counts tests.
 import { spawnSync } from 'node:child_process'
-import { mkdtempSync, readFileSync, rmSync } from 'node:fs'
+import { existsSync, mkdtempSync, readFileSync, rmSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join, relative } from 'node:path'
 
@@ -13,6 +13,8 @@ const totals = { passed: 0, failed: 0, skipped: 0 }
 const failedSteps = []
 /** Failed vitest tests as "file > test: first line of the error", repeated at the very end. */
 const failedTests = []
+/** Tests that failed once and passed on their retry. */
+const flakyTests = []
 
 function step(name, command, args, { counts } = {}) {
   console.log(`\n=== ${name}: ${command} ${args.join(' ')} (node ${process.version})`)
@@ -32,10 +34,22 @@ step('typecheck', 'pnpm', ['typecheck'])
 if (step('build', 'pnpm', ['build'])) {
   const reportDir = mkdtempSync(join(tmpdir(), 'enclave-vitest-'))
   const report = join(reportDir, 'report.json')
+  const flakyReport = join(reportDir, 'flaky.txt')
+  env.ENCLAVE_FLAKY_REPORT = flakyReport
   step(
     'vitest',
     'pnpm',
-    ['exec', 'vitest', 'run', '--reporter=default', '--reporter=json', `--outputFile.json=${report}`],
+    [
+      'exec',
+      'vitest',
+      'run',
+      // One retry, and every test that needed it is listed in the summary (flaky-reporter.mjs).
+      '--retry=1',
+      '--reporter=default',
+      '--reporter=json',
+      `--reporter=${join(import.meta.dirname, 'flaky-reporter.mjs')}`,
+      `--outputFile.json=${report}`,
+    ],
     {
       counts: () => {
         try {
@@ -44,6 +58,8 @@ if (step('build', 'pnpm', ['build'])) {
           totals.failed += json.numFailedTests
           totals.skipped += json.numPendingTests + json.numTodoTests
           failedTests.push(...describeFailures(json))
+          if (existsSync(flakyReport))
+            flakyTests.push(...readFileSync(flakyReport, 'utf8').trim().split('\n'))
         } catch {
           totals.failed += 1
         }
@@ -57,13 +73,18 @@ if (step('build', 'pnpm', ['build'])) {
   if (step('vm', 'pnpm', ['test:vm'])) totals.passed += 1
 }
 
+if (flakyTests.length > 0) {
+  console.log(`\nflaky tests (failed, then passed on retry; fix them):`)
+  for (const line of flakyTests) console.log(`  ${line}`)
+}
 if (failedTests.length > 0) {
   console.log('\nfailed tests:')
   for (const line of failedTests) console.log(`  ${line}`)
 }
 console.log(`\nsteps failed: ${failedSteps.length ? failedSteps.join(', ') : 'none'}`)
 console.log(
-  `${totals.passed} passed, ${totals.failed} failed${totals.skipped ? `, ${totals.skipped} skipped` : ''}`,
+  `${totals.passed} passed, ${totals.failed} failed` +
+    `${totals.skipped ? `, ${totals.skipped} skipped` : ''}${flakyTests.length ? `, ${flakyTests.length} flaky` : ''}`,
 )
 process.exit(failedSteps.length ? 1 : 0)
 
