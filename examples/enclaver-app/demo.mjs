@@ -1,8 +1,9 @@
 // pnpm start: runs server.mjs under `enclaver run --simulate` with the manifest's networking and
 // checks every path: plain and mTLS ingress, an allowed and a refused outbound call, an
-// attestation carrying the EIF's PCR0, logs on the host. Nothing leaves this machine: the
-// "outside" services are local HTTP servers reached through the egress rule `host`, and every
-// port is a free one (the manifest is copied with them). `node demo.mjs app.eif` uses your EIF;
+// attestation carrying the EIF's PCR0, a KMS round trip through odyn's KMS proxy, logs on the
+// host. Nothing leaves this machine: the "outside" services are local HTTP servers reached through
+// the egress rule `host`, KMS is @enclave/kms/dev-endpoint on 127.0.0.3 (egress rule `127.0.0.3`),
+// and every port is a free one (the manifest is copied with them). `node demo.mjs app.eif` uses your EIF;
 // without one a small placeholder EIF is written only for its measurements.
 import { execFileSync, spawn } from 'node:child_process'
 import { chmodSync, copyFileSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs'
@@ -13,8 +14,9 @@ import { createServer as createNetServer } from 'node:net'
 import { tmpdir } from 'node:os'
 import { dirname, join } from 'node:path'
 import { fileURLToPath } from 'node:url'
-import { parseAttestationDocument } from '@enclave/attestation'
+import { createAttestationVerifier, createDevNsm, parseAttestationDocument } from '@enclave/attestation'
 import { describeEif, writeEif } from '@enclave/eif'
+import { startDevKmsEndpoint } from '@enclave/kms/dev-endpoint'
 
 const here = dirname(fileURLToPath(import.meta.url))
 const enclaver = join(
@@ -25,6 +27,7 @@ const dir = mkdtempSync(join(tmpdir(), 'enclaver-app-'))
 chmodSync(dir, 0o755) // as root, odyn runs the app as uid 1000
 const servers = []
 let run
+let kms
 const checks = []
 const check = (what, ok) => {
   checks.push(ok)
@@ -50,6 +53,29 @@ try {
   const tlsPort = await freePort(['127.0.0.1', '127.0.0.2'])
   const proxyPort = await freePort(['127.0.0.1'])
   const apiPort = await freePort(['127.0.0.1'])
+  const kmsProxyPort = await freePort(['127.0.0.1'])
+
+  // KMS: the development endpoint (it does not protect keys) stands in for AWS KMS. Like a key
+  // policy with kms:RecipientAttestation:PCR0, it releases keys only to documents carrying the
+  // EIF's PCR0, signed by the dev NSM odyn uses (a fresh one under this temp XDG_CONFIG_HOME).
+  const xdg = join(dir, 'xdg')
+  const devNsm = await createDevNsm({ dir: join(xdg, 'enclave', 'dev-nsm') })
+  const devRoot = devNsm.rootCertificatePem
+  await devNsm.close()
+  const kmsCredentials = { accessKeyId: 'AKIADEVENCLAVERAPP', secretAccessKey: 'dev-only-secret' }
+  const kmsCert = leafCertificate(
+    dir,
+    'kms',
+    tls.serverCa,
+    'extendedKeyUsage=serverAuth\nsubjectAltName=IP:127.0.0.3',
+  )
+  kms = await startDevKmsEndpoint({
+    tls: { key: readFileSync(kmsCert.key), cert: readFileSync(kmsCert.cert) },
+    credentials: kmsCredentials,
+    verifier: createAttestationVerifier({ roots: [devRoot] }),
+    pcrs: { 0: PCR0 },
+    host: '127.0.0.3',
+  })
   const manifest = join(dir, 'enclaver.yaml')
   writeFileSync(
     manifest,
@@ -58,6 +84,8 @@ try {
       ['listen_port: 8443', `listen_port: ${tlsPort}`],
       ['listen_port: 9000', `listen_port: ${apiPort}`],
       ['proxy_port: 10000', `proxy_port: ${proxyPort}`],
+      ['listen_port: 9999', `listen_port: ${kmsProxyPort}`],
+      ['https://127.0.0.3:4443', kms.url],
       ['/app/tls/server.crt', tls.server.cert],
       ['/app/tls/server.key', tls.server.key],
       ['/app/tls/clients-ca.crt', tls.clientsCa.cert],
@@ -83,7 +111,18 @@ try {
       join(dir, 'server.mjs'),
     ],
     {
-      env: { ...process.env, PORT: String(port), TLS_PORT: String(tlsPort), API_PORT: String(apiPort) },
+      env: {
+        ...process.env,
+        PORT: String(port),
+        TLS_PORT: String(tlsPort),
+        API_PORT: String(apiPort),
+        // odyn's dev NSM, and what its KMS proxy needs: the endpoint's CA and the credentials it
+        // signs with (handed over, as a launcher can; on Nitro it uses the instance role via IMDS).
+        XDG_CONFIG_HOME: xdg,
+        NODE_EXTRA_CA_CERTS: tls.serverCa.cert,
+        AWS_ACCESS_KEY_ID: kmsCredentials.accessKeyId,
+        AWS_SECRET_ACCESS_KEY: kmsCredentials.secretAccessKey,
+      },
       stdio: ['ignore', 'inherit', 'inherit'],
     },
   )
@@ -115,12 +154,22 @@ try {
   )
 
   const viaMtls = await httpsGet(tlsPort, tls.serverCa.cert, tls.client).catch((e) => e)
-  check('HTTPS ingress with a client certificate', viaMtls === 'hello from the enclave\n')
+  check(
+    `HTTPS ingress with a client certificate${viaMtls instanceof Error ? `: ${viaMtls.message.trim()}` : ''}`,
+    viaMtls === 'hello from the enclave\n',
+  )
   const noCert = await httpsGet(tlsPort, tls.serverCa.cert, undefined).then(
     () => 'answered',
     (e) => e,
   )
   check('HTTPS ingress without a client certificate is refused', noCert instanceof Error)
+
+  const roundTrip = await (await fetch(`${base}/kms`)).json()
+  const attested = kms.requests.length === 2 && kms.requests.every((r) => r.body.Recipient !== undefined)
+  check(
+    `KMS round trip (GenerateDataKey + Decrypt, Recipient bound to PCR0): ${roundTrip.statuses.join(', ')}, data keys match: ${roundTrip.match}`,
+    roundTrip.match === true && attested && roundTrip.statuses.every((s) => s === 200),
+  )
 } finally {
   if (run && run.exitCode === null) {
     run.kill('SIGINT')
@@ -128,6 +177,7 @@ try {
     console.log(`enclaver run exited with ${code} (109 = interrupted)`)
   }
   for (const s of servers) s.close()
+  await kms?.close()
   rmSync(dir, { recursive: true, force: true })
 }
 process.exitCode = checks.length > 0 && checks.every(Boolean) ? 0 : 1
@@ -192,29 +242,7 @@ function makeCertificates(dir) {
     ])
     return pem
   }
-  const leaf = (name, issuer, ext) => {
-    const pem = { cert: join(dir, `${name}.crt`), key: join(dir, `${name}.key`) }
-    writeFileSync(join(dir, `${name}.ext`), `basicConstraints=CA:FALSE\n${ext}\n`)
-    openssl(['req', ...ec, '-keyout', pem.key, '-out', join(dir, `${name}.csr`), '-subj', `/CN=${name}`])
-    openssl([
-      'x509',
-      '-req',
-      '-in',
-      join(dir, `${name}.csr`),
-      '-CA',
-      issuer.cert,
-      '-CAkey',
-      issuer.key,
-      '-CAcreateserial',
-      '-out',
-      pem.cert,
-      '-days',
-      '2',
-      '-extfile',
-      join(dir, `${name}.ext`),
-    ])
-    return pem
-  }
+  const leaf = (name, issuer, ext) => leafCertificate(dir, name, issuer, ext)
   const serverCa = ca('server-ca')
   const clientsCa = ca('clients-ca')
   return {
@@ -224,6 +252,44 @@ function makeCertificates(dir) {
     server: leaf('server', serverCa, 'extendedKeyUsage=serverAuth\nsubjectAltName=DNS:localhost'),
     client: leaf('client', clientsCa, 'extendedKeyUsage=clientAuth'),
   }
+}
+
+function leafCertificate(dir, name, issuer, ext) {
+  const openssl = (args) => execFileSync('openssl', args, { stdio: 'pipe' })
+  const pem = { cert: join(dir, `${name}.crt`), key: join(dir, `${name}.key`) }
+  writeFileSync(join(dir, `${name}.ext`), `basicConstraints=CA:FALSE\n${ext}\n`)
+  openssl([
+    'req',
+    '-newkey',
+    'ec',
+    '-pkeyopt',
+    'ec_paramgen_curve:P-256',
+    '-nodes',
+    '-keyout',
+    pem.key,
+    '-out',
+    join(dir, `${name}.csr`),
+    '-subj',
+    `/CN=${name}`,
+  ])
+  openssl([
+    'x509',
+    '-req',
+    '-in',
+    join(dir, `${name}.csr`),
+    '-CA',
+    issuer.cert,
+    '-CAkey',
+    issuer.key,
+    '-CAcreateserial',
+    '-out',
+    pem.cert,
+    '-days',
+    '2',
+    '-extfile',
+    join(dir, `${name}.ext`),
+  ])
+  return pem
 }
 
 function httpsGet(port, serverCaFile, client) {

@@ -3,10 +3,13 @@
 //     to 127.0.0.1:$TLS_PORT (8443);
 //   - outbound HTTP goes through the egress proxy in $http_proxy, under the manifest's policy;
 //   - attestation documents come from the enclave API on 127.0.0.1:$API_PORT (9000), which asks
-//     /dev/nsm in an enclave or the dev NSM (reporting the EIF's PCRs) under --simulate.
+//     /dev/nsm in an enclave or the dev NSM (reporting the EIF's PCRs) under --simulate;
+//   - KMS calls go to odyn's KMS proxy in $AWS_KMS_ENDPOINT, which adds the Recipient, re-signs,
+//     sends them through egress and decrypts CiphertextForRecipient into the plain fields.
 // GET /                    → a greeting
 // GET /attestation?nonce=H → a fresh attestation document, base64
 // GET /outbound?url=U      → U fetched through egress: {"status", "body"} (403 when the policy refuses)
+// GET /kms                 → GenerateDataKey, then Decrypt of its CiphertextBlob: {"statuses", "match"}
 import { createServer, request } from 'node:http'
 
 const port = Number(process.env.PORT ?? 8000)
@@ -24,6 +27,31 @@ function call(options, body) {
     req.on('error', reject)
     req.end(body)
   })
+}
+
+/**
+ * One KMS JSON 1.1 call through odyn's KMS proxy. Any AWS SDK would do (point its KMS endpoint at
+ * $AWS_KMS_ENDPOINT); the proxy reads only the region and service from the Authorization scope,
+ * and signs with the enclave's own credentials, so the app needs none.
+ */
+async function kms(action, body) {
+  const endpoint = new URL(process.env.AWS_KMS_ENDPOINT)
+  const r = await call(
+    {
+      host: endpoint.hostname,
+      port: endpoint.port,
+      method: 'POST',
+      path: '/',
+      headers: {
+        'content-type': 'application/x-amz-json-1.1',
+        'x-amz-target': `TrentService.${action}`,
+        authorization:
+          'AWS4-HMAC-SHA256 Credential=ANY/20260101/us-east-1/kms/aws4_request, SignedHeaders=host, Signature=00',
+      },
+    },
+    JSON.stringify(body),
+  )
+  return { status: r.status, json: JSON.parse(r.body.toString('utf8') || '{}') }
 }
 
 async function handle(req, res) {
@@ -48,6 +76,19 @@ async function handle(req, res) {
     })
     res.writeHead(200, { 'content-type': 'application/json' })
     res.end(JSON.stringify({ status: r.status, body: r.body.toString('utf8') }))
+  } else if (url.pathname === '/kms') {
+    const made = await kms('GenerateDataKey', { KeyId: 'alias/enclaver-app', KeySpec: 'AES_256' })
+    const back = await kms('Decrypt', { CiphertextBlob: made.json.CiphertextBlob })
+    const match = typeof made.json.Plaintext === 'string' && made.json.Plaintext === back.json.Plaintext
+    console.log(`kms: GenerateDataKey ${made.status}, Decrypt ${back.status}, data keys match: ${match}`)
+    res.writeHead(200, { 'content-type': 'application/json' })
+    res.end(
+      JSON.stringify({
+        statuses: [made.status, back.status],
+        match,
+        error: made.json.message ?? back.json.message,
+      }),
+    )
   } else {
     res.writeHead(200, { 'content-type': 'text/plain' }).end('hello from the enclave\n')
   }

@@ -1,4 +1,5 @@
 import { preset } from '@enclave/tsup-config'
 import { defineConfig } from 'tsup'
 
-export default defineConfig(preset())
+// The dev endpoint is its own entry (@enclave/kms/dev-endpoint), kept out of the main bundle.
+export default defineConfig(preset({ entry: ['src/index.ts', 'src/dev-endpoint.ts'] }))

@@ -29,26 +29,30 @@ function step(name, command, args, { counts } = {}) {
   return ok
 }
 
-step('lint', 'pnpm', ['lint'])
-step('typecheck', 'pnpm', ['typecheck'])
-if (step('build', 'pnpm', ['build'])) {
+/**
+ * A vitest run whose tests count in the totals: one retry, and every test that needed it listed
+ * in the summary as flaky (flaky-reporter.mjs).
+ * @param {string} name @param {string[]} args @param {Record<string, string>} [extraEnv]
+ */
+function vitest(name, args, extraEnv = {}) {
   const reportDir = mkdtempSync(join(tmpdir(), 'enclave-vitest-'))
   const report = join(reportDir, 'report.json')
   const flakyReport = join(reportDir, 'flaky.txt')
-  env.ENCLAVE_FLAKY_REPORT = flakyReport
+  Object.assign(env, extraEnv, { ENCLAVE_FLAKY_REPORT: flakyReport })
+  const reporter = join(import.meta.dirname, 'flaky-reporter.mjs')
   step(
-    'vitest',
+    name,
     'pnpm',
     [
       'exec',
       'vitest',
       'run',
-      // One retry, and every test that needed it is listed in the summary (flaky-reporter.mjs).
       '--retry=1',
       '--reporter=default',
       '--reporter=json',
-      `--reporter=${join(import.meta.dirname, 'flaky-reporter.mjs')}`,
+      `--reporter=${reporter}`,
       `--outputFile.json=${report}`,
+      ...args,
     ],
     {
       counts: () => {
@@ -57,9 +61,10 @@ if (step('build', 'pnpm', ['build'])) {
           totals.passed += json.numPassedTests
           totals.failed += json.numFailedTests
           totals.skipped += json.numPendingTests + json.numTodoTests
-          failedTests.push(...describeFailures(json))
+          const label = (line) => (name === 'vitest' ? line : `[${name}] ${line}`)
+          failedTests.push(...describeFailures(json).map(label))
           if (existsSync(flakyReport))
-            flakyTests.push(...readFileSync(flakyReport, 'utf8').trim().split('\n'))
+            flakyTests.push(...readFileSync(flakyReport, 'utf8').trim().split('\n').map(label))
         } catch {
           totals.failed += 1
         }
@@ -67,6 +72,17 @@ if (step('build', 'pnpm', ['build'])) {
       },
     },
   )
+  for (const key of [...Object.keys(extraEnv), 'ENCLAVE_FLAKY_REPORT']) delete env[key]
+}
+
+step('lint', 'pnpm', ['lint'])
+step('typecheck', 'pnpm', ['typecheck'])
+if (step('build', 'pnpm', ['build'])) {
+  vitest('vitest', [])
+  // The forwarding engine's fallback (Node streams) must keep working where splice cannot apply.
+  vitest('vitest (stream relay)', ['--project', '@enclave/tunnel', '--project', '@enclave/pf-proxy'], {
+    ENCLAVE_TUNNEL_KERNEL_RELAY: '0',
+  })
   if (step('api', 'pnpm', ['api:check'])) totals.passed += 1
   if (step('readme examples', 'pnpm', ['test:examples'])) totals.passed += 1
   if (step('pack', 'pnpm', ['test:pack'])) totals.passed += 1

@@ -25,6 +25,7 @@ import {
 } from '@enclave/supervisor'
 import { Command, CommanderError } from 'commander'
 import { pino } from 'pino'
+import { installTransparentRedirect, ownsNetwork } from './transparent-egress.js'
 
 /**
  * odyn: the enclave's entrypoint, `odyn --config-dir /etc/enclaver -- <app...>`.
@@ -42,6 +43,15 @@ async function main(argv: readonly string[]): Promise<number> {
     .option('--no-bootstrap', 'skip the init steps (loopback, Nitro heartbeat) even as PID 1')
     .option('--no-console', "do not copy the app's log lines to odyn's stdout")
     .option('--exit', 'exit after the app instead of serving the final status until terminated')
+    .option(
+      '--iptables <path>',
+      'iptables for transparent egress (egress.transparent; real enclave only)',
+      'iptables',
+    )
+    .option(
+      '--private-network',
+      'this network namespace is private (as in an enclave): install the transparent-egress redirect even in vsock dev mode (tests)',
+    )
     .option('-v, --verbose', 'debug logging')
     .exitOverride()
   try {
@@ -56,6 +66,8 @@ async function main(argv: readonly string[]): Promise<number> {
     console: boolean
     exit?: boolean
     verbose?: boolean
+    iptables: string
+    privateNetwork?: boolean
   }>()
   if (app.length === 0) {
     process.stderr.write('odyn: give the app command after "--" (odyn --config-dir DIR -- node app.js)\n')
@@ -125,7 +137,10 @@ async function main(argv: readonly string[]): Promise<number> {
       nsm,
       startupError,
       control,
-      plugins: networkPlugins(),
+      plugins: networkPlugins({
+        iptables: opts.iptables,
+        ownsNetwork: ownsNetwork(dev, opts.privateNetwork),
+      }),
     },
     { logger },
   )
@@ -171,16 +186,54 @@ function needsNsm(manifest: Manifest): boolean {
  * http_proxy...), the KMS proxy (AWS_KMS_ENDPOINT; it reaches KMS and IMDS through egress),
  * ingress, then the enclave API. Each one does nothing when its manifest block is absent.
  */
-function networkPlugins(): SupervisorPlugin[] {
+function networkPlugins(network: { iptables: string; ownsNetwork: boolean }): SupervisorPlugin[] {
   let proxyUrl: string | undefined
   const egress = egressPlugin()
   return [
     {
       name: 'egress',
       async start(ctx) {
-        const handle = await egress.start(ctx)
+        const manifest = ctx.manifest as Manifest | undefined
+        const transparent = manifest?.egress?.transparent === true
+        if (transparent && !network.ownsNetwork) {
+          // The simulator's app shares the host's network: a REDIRECT rule would capture the host's traffic.
+          ctx.logger.warn(
+            { egress: 'transparent' },
+            "transparent egress needs a real enclave: under the simulator the app's direct TCP connections are NOT intercepted (the host's firewall is left alone); only proxy-aware clients (http_proxy/https_proxy) go through egress",
+          )
+        }
+        const handle = await egress.start(
+          transparent && !network.ownsNetwork
+            ? { ...ctx, manifest: { ...manifest, egress: { ...manifest?.egress, transparent: false } } }
+            : ctx,
+        )
         proxyUrl = handle?.env.http_proxy
-        return handle
+        if (handle?.transparentPort === undefined) return handle
+        let redirect: Awaited<ReturnType<typeof installTransparentRedirect>>
+        try {
+          redirect = await installTransparentRedirect({
+            port: handle.transparentPort,
+            iptables: network.iptables,
+          })
+        } catch (err) {
+          await handle.stop()
+          throw err
+        }
+        ctx.logger.info(
+          { port: handle.transparentPort, rule: redirect.rule.join(' '), addedRoute: redirect.addedRoute },
+          "transparent egress: the app's outbound TCP is redirected to the egress listener",
+        )
+        return {
+          env: handle.env,
+          async stop() {
+            // The rule goes first, so no new connection lands on a closing listener.
+            try {
+              await redirect.remove()
+            } finally {
+              await handle.stop()
+            }
+          },
+        }
       },
     },
     {

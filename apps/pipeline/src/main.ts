@@ -50,7 +50,7 @@ function connectionOptions(command: Command, role: 'client' | 'server'): Command
     )
     .option(
       '--dev',
-      'dev mode: per-user dev identity (created on first use), trusting itself (config key dev)',
+      'dev mode: per-user dev identity (created on first use), trusting itself, plus a dev-NSM attestation of the server key when the dev NSM can start (it proves nothing about hardware: never in production) (config key dev)',
     )
     .option('--identity <path>', "this side's identity file from `pipeline keygen` (config key identity)")
     .addOption(
@@ -66,10 +66,13 @@ function connectionOptions(command: Command, role: 'client' | 'server'): Command
         'the server key to pin, sha256:...; repeatable (config key server_key)',
         collect,
       )
-      .option('--attest', 'require an attestation document binding the server key (config key attest)')
+      .option(
+        '--attest',
+        'require an attestation document binding the server key, with no fallback to a pinned key (config key attest)',
+      )
       .option(
         '--expect-pcr <index=hex>',
-        'PCR the attestation must show; repeatable (config key expect_pcrs)',
+        'PCR the attestation must show, which requires an attestation; repeatable (config key expect_pcrs)',
         collect,
       )
       .option(
@@ -139,7 +142,7 @@ async function main(argv: string[]): Promise<number> {
       .option('--allow-exec', `allow \`run\` (config key allow_exec). ${EXEC_WARNING.replace(/\n/g, ' ')}`)
       .option(
         '--attest',
-        'answer attestation requests: NSM device, or the dev NSM with --dev (config key attest)',
+        'answer attestation requests with the NSM device (with --dev: the dev NSM, which --dev alone uses when it can start) (config key attest)',
       )
       .option(
         '--max-sessions <n>',

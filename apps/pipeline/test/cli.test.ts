@@ -138,6 +138,9 @@ describe('the issue’s dev-mode example, verbatim', () => {
     )
     expect(result.stdout).toBe('hi\n')
     expect(result.code).toBe(3)
+    // With no other setup, the listener attests with the dev NSM and the client did not fall back.
+    expect(listener.stderr()).toContain('attesting the TLS key with the dev NSM')
+    expect(result.stderr).not.toContain('pinned-dev-key')
   })
 
   it('send-file lands as <root>/big.bin', async () => {
@@ -334,38 +337,113 @@ describe('dev-mode attestation', () => {
   let listener: Listener
   const sock = join(temp.path, 'attest.sock')
   beforeAll(async () => {
-    listener = await startListener(['--dev', '--attest', '--allow-exec', '--addr', `unix://${sock}`])
+    // --dev alone: no --attest, the dev NSM attests by default.
+    listener = await startListener(['--dev', '--allow-exec', '--addr', `unix://${sock}`])
   })
   afterAll(async () => {
     listener.child.kill('SIGTERM')
     await listener.exited
   })
 
-  it('runs after checking a dev-NSM document that binds the server key, and refuses wrong PCRs (255)', async () => {
+  it('--dev alone checks a dev-NSM document binding the server key, and says so', async () => {
+    expect(listener.stderr()).toContain('attesting the TLS key with the dev NSM')
     const ok = await runCli(
       bin,
-      ['run', '--dev', '--attest', '--addr', `unix://${sock}`, '--', 'echo', 'attested'],
+      ['run', '--dev', '--log-level', 'info', '--addr', `unix://${sock}`, '--', 'echo', 'attested'],
       { env },
     )
     expect(ok.stdout).toBe('attested\n')
     expect(ok.code).toBe(0)
-    const wrong = await runCli(
+    expect(ok.stderr).toContain('"trust":"dev-nsm-attestation"')
+    expect(ok.stderr).toContain('proves nothing about hardware')
+  })
+
+  it('checks expected PCRs against the document: the dev NSM’s zero PCR0 passes, another value fails (255)', async () => {
+    const zero = await runCli(
       bin,
       [
         'run',
         '--dev',
-        '--attest',
+        '--expect-pcr',
+        `0=${'00'.repeat(48)}`,
+        '--addr',
+        `unix://${sock}`,
+        '--',
+        'echo',
+        'ok',
+      ],
+      { env },
+    )
+    expect(zero.stdout).toBe('ok\n')
+    expect(zero.code).toBe(0)
+    const wrong = await runCli(
+      bin,
+      ['run', '--dev', '--expect-pcr', `0=${'ab'.repeat(48)}`, '--addr', `unix://${sock}`, '--', 'true'],
+      { env },
+    )
+    expect(wrong.code).toBe(255)
+    expect(wrong.stderr).toContain('ENCLAVE_PIPELINE_ATTESTATION_FAILED')
+    expect(wrong.stderr).toContain('pcr-mismatch: PCR0')
+    const small = join(temp.path, 'attest-small.bin')
+    writeFileSync(small, 'x')
+    const transfer = await runCli(
+      bin,
+      [
+        'send-file',
+        '--dev',
         '--expect-pcr',
         `0=${'ab'.repeat(48)}`,
         '--addr',
         `unix://${sock}`,
-        '--',
-        'true',
+        '--localpath',
+        small,
+        '--remotepath',
+        'never.bin',
       ],
       { env },
     )
-    expect(wrong.code).toBe(255)
-    expect(wrong.stderr).toContain('pcr-mismatch')
+    expect(transfer.code).toBe(255)
+    expect(transfer.stderr).toContain('pcr-mismatch')
+  })
+
+  it('falls back to the pinned dev key only when the dev NSM is unavailable, and logs it', async () => {
+    // A file where the dev CA folder should be: the dev NSM cannot start, on either side.
+    const broken = join(temp.path, 'cfg-no-nsm')
+    mkdirSync(broken)
+    writeFileSync(join(broken, 'enclave'), 'not a folder')
+    const brokenEnv = { ...env, XDG_CONFIG_HOME: broken }
+    const brokenSock = join(temp.path, 'no-nsm.sock')
+    const plain = await startListener(
+      ['--dev', '--allow-exec', '--addr', `unix://${brokenSock}`],
+      temp.path,
+      {
+        XDG_CONFIG_HOME: broken,
+      },
+    )
+    try {
+      expect(plain.stderr()).toContain('dev NSM unavailable: not attesting')
+      const fallback = await runCli(
+        bin,
+        ['run', '--dev', '--addr', `unix://${brokenSock}`, '--', 'echo', 'pinned'],
+        {
+          env: brokenEnv,
+        },
+      )
+      expect(fallback.stdout).toBe('pinned\n')
+      expect(fallback.code).toBe(0)
+      expect(fallback.stderr).toContain('"trust":"pinned-dev-key"')
+      // Asking for an attestation explicitly never falls back.
+      const required = await runCli(
+        bin,
+        ['run', '--dev', '--attest', '--addr', `unix://${brokenSock}`, '--', 'true'],
+        { env: brokenEnv },
+      )
+      expect(required.code).toBe(255)
+      expect(required.stderr).toContain('ENCLAVE_PIPELINE_ATTESTATION_FAILED')
+    } finally {
+      plain.child.kill('SIGTERM')
+      await plain.exited
+    }
   })
 })
 

@@ -27,6 +27,14 @@ export interface Manifest {
     readonly proxy_port: number
     readonly allow?: readonly string[]
     readonly deny?: readonly string[]
+    /**
+     * Our addition (enclaver #69): also carry the app's direct outbound TCP (no proxy settings)
+     * through egress, under the same allow/deny policy. odyn redirects it with iptables in a real
+     * enclave only. @default false
+     */
+    readonly transparent: boolean
+    /** Port of the in-enclave transparent listener (127.0.0.1). @default 10001 */
+    readonly transparent_port: number
   }
   readonly kms_proxy?: { readonly listen_port: number; readonly endpoints?: Readonly<Record<string, string>> }
   readonly api?: { readonly listen_port: number }
@@ -60,6 +68,8 @@ export const MANIFEST_DEFAULTS = Object.freeze({
   cpu_count: 2,
   memory_mb: 4096,
   proxy_port: 10000,
+  transparent: false,
+  transparent_port: 10001,
   workload_api_addr: '127.0.0.1:5000',
 })
 
@@ -122,6 +132,8 @@ const MANIFEST_SPEC = obj({
       proxy_port: { spec: u16, default: MANIFEST_DEFAULTS.proxy_port },
       allow: { spec: { kind: 'list', of: str } },
       deny: { spec: { kind: 'list', of: str } },
+      transparent: { spec: bool, default: MANIFEST_DEFAULTS.transparent },
+      transparent_port: { spec: u16, default: MANIFEST_DEFAULTS.transparent_port },
     }),
   },
   kms_proxy: {
@@ -283,6 +295,7 @@ export function parseManifest(text: string, file = 'enclaver.yaml'): Manifest {
     string,
     unknown
   >
+  if (issues.length === 0) checkEgress(value.egress as Manifest['egress'], root, fail)
   if (issues.length > 0) throw new ManifestInvalidError(file, issues)
 
   const manifest = value as unknown as { signature?: { certificate: string; key: string } }
@@ -294,6 +307,33 @@ export function parseManifest(text: string, file = 'enclaver.yaml'): Manifest {
     }
   }
   return value as unknown as Manifest
+}
+
+/**
+ * Rules across egress keys (types are already checked): transparent egress needs a policy that
+ * allows something, and its listener cannot share the proxy's port.
+ */
+function checkEgress(
+  egress: Manifest['egress'],
+  root: YAMLMap,
+  fail: (path: string, node: Node | null | undefined, message: string) => void,
+): void {
+  if (!egress?.transparent) return
+  const block = root.get('egress', true) as unknown as YAMLMap
+  const node = (key: string) => (block.get(key, true) as Node | undefined) ?? block
+  if (!egress.allow || egress.allow.length === 0)
+    fail(
+      'egress.transparent',
+      node('transparent'),
+      'transparent egress needs egress.allow: without allow rules nothing is carried (add IP or CIDR rules, e.g. "203.0.113.0/24", or remove transparent)',
+    )
+  if (egress.transparent_port !== 0 && egress.transparent_port === egress.proxy_port)
+    fail(
+      'egress.transparent_port',
+      // Point at the explicit key of the two (one of them is the default).
+      (block.get('transparent_port', true) as Node | undefined) ?? node('proxy_port'),
+      `egress.transparent_port and egress.proxy_port are both ${egress.proxy_port}: give transparent_port another port (default ${MANIFEST_DEFAULTS.transparent_port})`,
+    )
 }
 
 /** Reads and validates a manifest file (`-` reads stdin, as `enclaver build -f -`). */

@@ -59,6 +59,8 @@ describe('parseManifest', () => {
       proxy_port: 10000,
       allow: ['*.example.com', '10.0.0.0/8'],
       deny: ['evil.example.com'],
+      transparent: false,
+      transparent_port: 10001,
     })
     expect(m.kms_proxy).toEqual({
       listen_port: 9999,
@@ -91,6 +93,61 @@ describe('parseManifest', () => {
     expect(m.defaults).toEqual({ cpu_count: 2, memory_mb: 4096 })
     expect(m.egress?.proxy_port).toBe(10000)
     expect(m.ingress).toBeUndefined()
+  })
+
+  test('egress.transparent: off by default, port 10001 by default, both type-checked', () => {
+    const head = 'version: v1\nname: a\ntarget: t\nsources:\n  app: x\negress:\n  allow: [203.0.113.0/24]\n'
+    expect(parseManifest(head).egress).toMatchObject({ transparent: false, transparent_port: 10001 })
+    expect(parseManifest(`${head}  transparent: true\n`).egress).toMatchObject({
+      transparent: true,
+      transparent_port: 10001,
+    })
+    expect(parseManifest(`${head}  transparent: true\n  transparent_port: 15001\n`).egress).toMatchObject({
+      transparent: true,
+      transparent_port: 15001,
+    })
+    expect(issuesOf(`${head}  transparent: "yes"\n`)).toEqual([
+      expect.objectContaining({
+        path: 'egress.transparent',
+        line: 8,
+        column: 16,
+        message: 'expected a boolean, got string "yes"',
+      }),
+    ])
+    expect(issuesOf(`${head}  transparent: true\n  transparent_port: 70000\n`)).toEqual([
+      expect.objectContaining({
+        path: 'egress.transparent_port',
+        message: expect.stringMatching(/u16 \(0-65535\), got number 70000/),
+      }),
+    ])
+  })
+
+  test('egress.transparent: refused without allow rules, or on the proxy port, naming the fix', () => {
+    const base = 'version: v1\nname: a\ntarget: t\nsources:\n  app: x\n'
+    const noAllow = issuesOf(`${base}egress:\n  transparent: true\n`)
+    expect(noAllow).toEqual([expect.objectContaining({ path: 'egress.transparent', line: 7, column: 16 })])
+    expect(noAllow[0]!.message).toMatch(/needs egress\.allow.*add IP or CIDR rules.*or remove transparent/)
+    expect(issuesOf(`${base}egress:\n  allow: []\n  transparent: true\n`)[0]!.path).toBe('egress.transparent')
+    const clash = issuesOf(`${base}egress:\n  proxy_port: 10001\n  allow: [10.0.0.1]\n  transparent: true\n`)
+    expect(clash).toEqual([expect.objectContaining({ path: 'egress.transparent_port', line: 7, column: 15 })])
+    expect(clash[0]!.message).toBe(
+      'egress.transparent_port and egress.proxy_port are both 10001: give transparent_port another port (default 10001)',
+    )
+    expect(
+      issuesOf(
+        `${base}egress:\n  proxy_port: 12000\n  allow: [10.0.0.1]\n  transparent: true\n  transparent_port: 12000\n`,
+      )[0]!,
+    ).toMatchObject({ path: 'egress.transparent_port', line: 10, column: 21 })
+    // Off, the same values are fine: nothing listens on transparent_port.
+    expect(
+      parseManifest(`${base}egress:\n  proxy_port: 10001\n  allow: [10.0.0.1]\n`).egress?.transparent,
+    ).toBe(false)
+    // 0 means "any free port" for both, so two zeros do not clash.
+    expect(
+      parseManifest(
+        `${base}egress:\n  proxy_port: 0\n  allow: [10.0.0.1]\n  transparent: true\n  transparent_port: 0\n`,
+      ).egress?.transparent_port,
+    ).toBe(0)
   })
 
   test('rejects unknown keys at any level with file:line:column and the keys it expected', () => {

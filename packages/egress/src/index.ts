@@ -32,7 +32,9 @@ export {
   TimeoutError,
 } from './errors.js'
 export { type EgressHost, startEgressHost } from './host.js'
+export type { Cidr, Ip } from './ip.js'
 export {
+  type Context as EgressContext,
   type EgressHostOptions,
   type EgressProxyOptions,
   type EgressTransparentOptions,
@@ -58,6 +60,7 @@ export {
   type EgressPolicy,
   type EgressPolicyConfig,
   normalizeHost,
+  type Pattern,
   type Verdict,
 } from './policy.js'
 export { type EgressProxy, proxyEnv, startEgressProxy } from './proxy.js'

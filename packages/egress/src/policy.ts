@@ -15,7 +15,8 @@ export type Destination =
 /** The outcome of a policy check; `rule` says which entry (or built-in rule) refused. */
 export type Verdict = { readonly allowed: true } | { readonly allowed: false; readonly rule: string }
 
-interface Pattern {
+/** A compiled host-name rule: its labels (lower case, `*` and `**` kept) and the rule as written. */
+export interface Pattern {
   readonly labels: readonly string[]
   readonly text: string
 }

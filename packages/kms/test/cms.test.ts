@@ -11,7 +11,7 @@ import {
   openCiphertextForRecipient,
   parseCiphertextForRecipient,
 } from '../src/index.js'
-import { sealForRecipient } from './seal.js'
+import { sealForRecipient } from '../src/seal.js'
 
 const VECTORS = '/work/shared/vectors/kms-cms'
 const read = (name: string) => new Uint8Array(readFileSync(join(VECTORS, name)))

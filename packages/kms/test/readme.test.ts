@@ -27,10 +27,26 @@ describe('README', () => {
   })
 
   it('the proxy option table names every option of startKmsProxy', () => {
-    const names = [...readme.matchAll(/^\|\s*`([a-z]\w*)`\s*\|\s*[^|]+\|\s*[^|]+\|$/gm)].map((m) => m[1])
+    const section = readme.slice(
+      readme.indexOf('## startKmsProxy options'),
+      readme.indexOf('## Development endpoint'),
+    )
+    const names = [...section.matchAll(/^\|\s*`([a-z]\w*)`\s*\|\s*[^|]+\|\s*[^|]+\|$/gm)].map((m) => m[1])
     const source = readFileSync(new URL('../src/proxy.ts', import.meta.url), 'utf8')
     const block = /export interface KmsProxyOptions \{([\s\S]*?)\n\}/.exec(source)?.[1] ?? ''
     const declared = [...block.matchAll(/^\s{2}(\w+)\??:/gm)].map((m) => m[1])
+    expect(declared.length).toBeGreaterThan(5)
+    expect(names).toEqual(declared)
+  })
+
+  it('the dev endpoint option table names every option of startDevKmsEndpoint', () => {
+    const section = readme.slice(readme.indexOf('## Development endpoint'), readme.indexOf('## Errors'))
+    const names = [...section.matchAll(/^\|\s*(`[a-z]\w*`(?:, `[a-z]\w*`)*)\s*\|/gm)].flatMap((m) =>
+      m[1]!.split(', ').map((n) => n.replaceAll('`', '')),
+    )
+    const source = readFileSync(new URL('../src/dev-endpoint.ts', import.meta.url), 'utf8')
+    const block = /export interface DevKmsOptions \{([\s\S]*?)\n\}/.exec(source)?.[1] ?? ''
+    const declared = [...block.matchAll(/^\s{2}readonly (\w+)\??:/gm)].map((m) => m[1])
     expect(declared.length).toBeGreaterThan(5)
     expect(names).toEqual(declared)
   })

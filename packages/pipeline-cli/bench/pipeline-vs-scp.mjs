@@ -9,6 +9,7 @@ import { createHash, randomBytes } from 'node:crypto'
 import {
   createReadStream,
   createWriteStream,
+  existsSync,
   mkdirSync,
   readFileSync,
   rmSync,
@@ -16,7 +17,7 @@ import {
   writeFileSync,
 } from 'node:fs'
 import net from 'node:net'
-import { tmpdir } from 'node:os'
+import { cpus, loadavg, tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { setTimeout as sleep } from 'node:timers/promises'
 
@@ -25,6 +26,34 @@ const RUNS = Number(process.env.BENCH_RUNS ?? 2)
 const LATENCY_RUNS = Number(process.env.BENCH_LATENCY_RUNS ?? 5)
 const STEP_TIMEOUT_MS = 300_000
 const bin = new URL('../../../apps/pipeline/dist/main.js', import.meta.url).pathname
+
+// Say exactly what is missing before starting anything.
+function which(name) {
+  for (const folder of (process.env.PATH ?? '').split(':')) {
+    try {
+      if (statSync(join(folder, name)).isFile()) return true
+    } catch {}
+  }
+  return false
+}
+const missing = []
+if (!existsSync(bin))
+  missing.push(
+    `the built pipeline app (${bin}): run \`pnpm --filter @enclave/pipeline-cli --filter @enclave/pipeline build\``,
+  )
+for (const tool of ['socat', 'ssh', 'scp', 'ssh-keygen', 'ss']) {
+  if (!which(tool)) missing.push(`\`${tool}\` on PATH`)
+}
+if (!existsSync('/usr/sbin/sshd')) {
+  missing.push(
+    '/usr/sbin/sshd (Debian: `apt-get install -y openssh-server`; the bench starts its own throwaway sshd on a high loopback port)',
+  )
+}
+if (!existsSync('/usr/bin/time')) missing.push('/usr/bin/time (Debian: `apt-get install -y time`)')
+if (missing.length > 0) {
+  console.error(`pipeline-vs-scp bench cannot run; it needs:\n  - ${missing.join('\n  - ')}`)
+  process.exit(2)
+}
 const dir = join(tmpdir(), `pipeline-bench-${process.pid}`)
 mkdirSync(dir, { recursive: true })
 const env = { ...process.env, XDG_CONFIG_HOME: join(dir, 'cfg') }
@@ -96,6 +125,7 @@ const stats = (samples) => {
 
 async function main() {
   console.error(`bench folder ${dir}; file ${MIB} MiB; ${RUNS} transfer runs; ${LATENCY_RUNS} latency runs`)
+  const loadAtStart = loadavg()[0]
   const source = join(dir, 'source.bin')
   {
     const out = createWriteStream(source)
@@ -123,7 +153,15 @@ async function main() {
     'warn',
   ])
   listener.stderr.pipe(process.stderr)
-  await waitForPort(pipelinePort)
+  // Waits for its "listening" line: a probe connection would only log a failed handshake.
+  await new Promise((resolve, reject) => {
+    let out = ''
+    listener.stdout.on('data', (chunk) => {
+      out += chunk
+      if (out.includes('"listening"')) resolve()
+    })
+    listener.once('exit', (code) => reject(new Error(`pipeline listen exited ${code}`)))
+  })
   const paddr = `tcp://127.0.0.1:${pipelinePort}`
 
   // sshd on a high port with a throwaway config, host key and client key.
@@ -165,19 +203,24 @@ async function main() {
   ]
 
   const rows = []
-  const bench = async (name, fn, check) => {
-    const samples = []
+  // Contenders run in rounds (pipeline, scp, socat, then again), not all runs of one then the
+  // next, so a change in the machine's load hits every contender alike.
+  const contenders = []
+  const bench = (name, fn, check) => contenders.push({ name, fn, check, samples: [] })
+  const runRounds = async () => {
     for (let i = 0; i < RUNS; i++) {
-      const seconds = await timed(fn)
-      if (check) {
-        const got = await sha256(check)
-        if (got !== expected) throw new Error(`${name}: checksum mismatch`)
-        rmSync(check)
+      for (const contender of contenders) {
+        const seconds = await timed(contender.fn)
+        if (contender.check) {
+          const got = await sha256(contender.check)
+          if (got !== expected) throw new Error(`${contender.name}: checksum mismatch`)
+          rmSync(contender.check)
+        }
+        contender.samples.push(MIB / seconds)
+        console.error(`round ${i + 1}: ${contender.name} ${(MIB / seconds).toFixed(0)} MiB/s`)
       }
-      samples.push(MIB / seconds)
     }
-    rows.push({ name, unit: 'MiB/s', ...stats(samples) })
-    console.error(`${name}: ${samples.map((s) => s.toFixed(0)).join(', ')} MiB/s`)
+    for (const { name, samples } of contenders) rows.push({ name, unit: 'MiB/s', ...stats(samples) })
   }
 
   // Peak RSS of each pipeline client (GNU time) and of the server (VmHWM): memory must stay flat.
@@ -187,13 +230,13 @@ async function main() {
     await run('/usr/bin/time', ['-f', '%M', '-o', rssFile, process.execPath, bin, ...args])
     clientPeakKib = Math.max(clientPeakKib, Number(readFileSync(rssFile, 'utf8').trim().split('\n').pop()))
   }
-  await bench(
+  bench(
     'pipeline send-file',
     () => measured(['send-file', '--dev', '--addr', paddr, '--localpath', source, '--remotepath', 'up.bin']),
     join(remote, 'up.bin'),
   )
   execFileSync('cp', [source, join(remote, 'down.bin')])
-  await bench(
+  bench(
     'pipeline recv-file',
     () =>
       measured([
@@ -208,13 +251,13 @@ async function main() {
       ]),
     join(dir, 'down.bin'),
   )
-  await bench(
+  bench(
     'scp send',
     () =>
       run('scp', [...sshArgs, '-P', String(sshPort), source, `root@127.0.0.1:${join(remote, 'scp-up.bin')}`]),
     join(remote, 'scp-up.bin'),
   )
-  await bench(
+  bench(
     'scp recv',
     () =>
       run('scp', [
@@ -226,7 +269,7 @@ async function main() {
       ]),
     join(dir, 'scp-down.bin'),
   )
-  await bench(
+  bench(
     'socat raw (no crypto)',
     async () => {
       const port = await freePort()
@@ -251,6 +294,8 @@ async function main() {
     },
     join(dir, 'socat.bin'),
   )
+
+  await runRounds()
 
   const latency = async (name, file, args) => {
     const samples = []
@@ -288,6 +333,9 @@ async function main() {
   const serverPeak = /VmHWM:\s+(\d+)/.exec(readFileSync(`/proc/${listener.pid}/status`, 'utf8'))?.[1]
   console.log(`\nsource size ${statSync(source).size} bytes; TLS suites: ${await suites()}`)
   console.log(
+    `load average (1 min): ${loadAtStart.toFixed(1)} at start, ${loadavg()[0].toFixed(1)} at end, on ${cpus().length} CPUs`,
+  )
+  console.log(
     `peak RSS: pipeline client ${(clientPeakKib / 1024).toFixed(0)} MiB, server ${(Number(serverPeak) / 1024).toFixed(0)} MiB`,
   )
 }
@@ -295,6 +343,15 @@ async function main() {
 async function suites() {
   const { preferredCipherSuites } = await import('../dist/index.js')
   return preferredCipherSuites()
+}
+
+// Ctrl-C still removes the 1 GiB files and stops sshd.
+for (const signal of ['SIGINT', 'SIGTERM']) {
+  process.once(signal, () => {
+    for (const child of children) child.kill('SIGTERM')
+    rmSync(dir, { recursive: true, force: true })
+    process.exit(130)
+  })
 }
 
 try {

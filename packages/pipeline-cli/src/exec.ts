@@ -2,6 +2,7 @@ import { type ChildProcess, spawn } from 'node:child_process'
 import { constants as osConstants } from 'node:os'
 import { isAbsolute, resolve } from 'node:path'
 import type { Writable } from 'node:stream'
+import type { Logger } from '@enclave/tunnel'
 import {
   CommandNotFoundError,
   ExecDisabledError,
@@ -9,7 +10,6 @@ import {
   ProtocolViolationError,
   SpawnFailedError,
 } from './errors.js'
-import type { Logger } from './logger.js'
 import type { ResolvedServerOptions } from './options.js'
 import { type Channel, type Control, field } from './wire.js'
 

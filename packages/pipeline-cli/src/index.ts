@@ -16,6 +16,7 @@
  * ```
  */
 
+export type { Logger } from '@enclave/tunnel'
 export {
   createPipelineClient,
   type FileResult,
@@ -51,6 +52,7 @@ export {
   PathRefusedError,
   PipelineError,
   type PipelineErrorCode,
+  type PipelineErrorOptions,
   ProtocolViolationError,
   ServerIdentityMismatchError,
   SpawnFailedError,
@@ -69,8 +71,13 @@ export {
   parseAuthorizedKeys,
   userConfigDir,
 } from './identity.js'
-export type { Logger } from './logger.js'
-export { type ClientOptions, DEFAULTS, type Limits, type ServerOptions } from './options.js'
+export {
+  type ClientOptions,
+  type CommonOptions,
+  DEFAULTS,
+  type Limits,
+  type ServerOptions,
+} from './options.js'
 export { createPipelineServer, type PipelineServer, type ServerStats } from './server.js'
 export { preferredCipherSuites } from './tls.js'
 export type { ProgressListener, TreeStats } from './transfer.js'

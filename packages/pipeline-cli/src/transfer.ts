@@ -23,7 +23,7 @@ import {
   WrongTypeError,
 } from './errors.js'
 import { entryComponents, type Roots } from './paths.js'
-import { type Channel, field, throwIfError } from './wire.js'
+import { type Channel, FileFrames, field, throwIfError } from './wire.js'
 
 export const MAX_FILE_SIZE = Number.MAX_SAFE_INTEGER
 
@@ -56,9 +56,15 @@ export async function openForSend(path: string, label = path): Promise<OpenedFil
   }
 }
 
+/** Disk reads cover about this many bytes (whole frames), with READ_AHEAD of them in flight. */
+const READ_SIZE = 1024 * 1024
+const READ_AHEAD = 2
+
 /**
- * Streams an opened file as `file` data frames, then `{type:'end', size, sha256}`. Memory stays at
- * one chunk. A file that grows or shrinks while being read fails the transfer.
+ * Streams an opened file as `file` data frames, then `{type:'end', size, sha256}`. Each read
+ * lands directly in frame layout (FileFrames), so the bytes are never copied before TLS encrypts
+ * them. Memory stays at READ_AHEAD + 1 reads. A file that grows or shrinks while being read fails
+ * the transfer.
  */
 export async function sendFileBody(
   channel: Channel,
@@ -68,32 +74,41 @@ export async function sendFileBody(
   label: string,
 ): Promise<string> {
   const hash = createHash('sha256')
+  const count = Math.max(1, Math.floor(READ_SIZE / chunkSize))
+  const size = count * chunkSize
   let sent = 0
-  const read = async (): Promise<Buffer> => {
-    const buffer = Buffer.allocUnsafe(chunkSize)
-    try {
-      const { bytesRead } = await file.handle.read(buffer, 0, chunkSize, null)
-      return buffer.subarray(0, bytesRead)
-    } catch (error) {
-      throw fsError(error, label, 'reading')
-    }
+  let position = 0
+  // Positional reads, so several can run at once in the thread pool while this one is sent.
+  const read = (): Promise<{ frames: FileFrames; length: number }> => {
+    const at = position
+    position += size
+    const frames = new FileFrames(chunkSize, count)
+    const pending = file.handle.readv(frames.bodies, at).then(
+      ({ bytesRead }) => ({ frames, length: bytesRead }),
+      (error: unknown) => {
+        throw fsError(error, label, 'reading')
+      },
+    )
+    pending.catch(() => undefined)
+    return pending
   }
+  const ahead: Promise<{ frames: FileFrames; length: number }>[] = []
   try {
-    // The next read runs while this chunk is being sent (one chunk of read-ahead).
-    let next = read()
+    for (let i = 0; i < READ_AHEAD; i++) ahead.push(read())
     for (;;) {
-      const chunk = await next
-      if (chunk.length === 0) break
-      sent += chunk.length
+      const { frames, length } = await ahead.shift()!
+      if (length === 0) break
+      sent += length
       if (sent > file.size) break
-      next = read()
-      next.catch(() => undefined)
-      hash.update(chunk)
-      await channel.sendData('file', chunk)
+      const last = length < size
+      if (!last) ahead.push(read())
+      for (const body of frames.fill(length)) hash.update(body)
+      await channel.sendFrames(frames)
       progress.listener?.(progress.base + sent, progress.total)
+      if (last) break
     }
-    await next.catch(() => undefined)
   } finally {
+    await Promise.allSettled(ahead)
     await file.handle.close().catch(() => undefined)
   }
   if (sent !== file.size) {
@@ -124,10 +139,10 @@ export async function receiveFileBody(
       if (frame.kind === 'data') {
         if (frame.stream !== 'file')
           throw new ProtocolViolationError(`unexpected ${frame.stream} data in a file`)
-        if (file.size + frame.bytes.length > announced.size) {
+        if (file.size + frame.length > announced.size) {
           throw new LimitExceededError(`the sender sent more than the ${announced.size} bytes it announced`)
         }
-        await file.write(frame.bytes)
+        await file.write(frame.pieces)
         progress.listener?.(progress.base + file.size, progress.total)
         continue
       }

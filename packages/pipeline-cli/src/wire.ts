@@ -1,5 +1,4 @@
 import type { Duplex } from 'node:stream'
-import { FrameDecoder, isProtocolError } from '@enclave/protocol'
 import {
   ConnectionLostError,
   errorFromWire,
@@ -11,7 +10,8 @@ import {
 
 /**
  * Frames on the TLS stream: u32 big-endian length, then that many payload bytes (the
- * @enclave/protocol frame format). The first payload byte is the kind; the rest is the body.
+ * @enclave/protocol frame format, decoded here so that data is never copied). The first payload
+ * byte is the kind; the rest is the body.
  */
 export const FRAME_CONTROL = 0
 export const FRAME_STDIN = 1
@@ -39,9 +39,46 @@ export interface Control {
   readonly [field: string]: unknown
 }
 
-export type Frame =
-  | { kind: 'control'; message: Control }
-  | { kind: 'data'; stream: DataStream; bytes: Buffer }
+/**
+ * A data frame's body arrives as views into the socket's chunks (`pieces`, no copy); `bytes` joins
+ * them on first use. File transfers write the pieces as they are (one writev), so a 256 KiB frame
+ * spread over sixteen 16 KiB TLS records is never copied on the main thread.
+ */
+export interface DataFrame {
+  readonly kind: 'data'
+  readonly stream: DataStream
+  readonly pieces: readonly Buffer[]
+  readonly length: number
+  readonly bytes: Buffer
+}
+
+export type Frame = { kind: 'control'; message: Control } | DataFrame
+
+class PieceFrame implements DataFrame {
+  readonly kind = 'data'
+  readonly stream: DataStream
+  readonly pieces: readonly Buffer[]
+  readonly length: number
+  #joined: Buffer | undefined
+
+  constructor(stream: DataStream, pieces: Buffer[], length: number) {
+    this.stream = stream
+    this.pieces = pieces
+    this.length = length
+  }
+
+  get bytes(): Buffer {
+    this.#joined ??= this.pieces.length === 1 ? this.pieces[0]! : Buffer.concat(this.pieces, this.length)
+    return this.#joined
+  }
+}
+
+/** A frame cut from the input: its kind byte and its body as views. */
+interface RawFrame {
+  kind: number
+  body: Buffer[]
+  length: number
+}
 
 export interface ChannelLimits {
   /** Largest data chunk in bytes. */
@@ -58,16 +95,21 @@ export interface ChannelLimits {
 export class Channel {
   readonly #socket: Duplex
   readonly #limits: ChannelLimits
-  readonly #decoder: FrameDecoder
+  readonly #maxFrame: number
   readonly #iterator: AsyncIterator<Buffer>
-  #pending: Buffer[] = []
+  /** Unparsed input, as received (the first one possibly cut at the front). */
+  #input: Buffer[] = []
+  #buffered = 0
+  /** Complete frames not yet returned; a decode error waits behind them. */
+  #pending: RawFrame[] = []
+  #decodeError: PipelineError | undefined
   #ended = false
   #closeError: PipelineError | undefined
 
   constructor(socket: Duplex, limits: ChannelLimits) {
     this.#socket = socket
     this.#limits = limits
-    this.#decoder = new FrameDecoder({ maxFrameLength: Math.max(limits.maxChunk, limits.maxControl) + 1 })
+    this.#maxFrame = Math.max(limits.maxChunk, limits.maxControl) + 1
     this.#iterator = socket[Symbol.asyncIterator]()
     socket.on('error', (error: Error) => {
       this.#closeError ??= new ConnectionLostError(`the connection failed: ${error.message}`, {
@@ -83,9 +125,15 @@ export class Channel {
   /** The next frame, or undefined at a clean end of stream between frames. */
   async next(): Promise<Frame | undefined> {
     for (;;) {
-      const payload = this.#pending.shift()
-      if (payload) return this.#parse(payload)
-      if (this.#ended) return undefined
+      const raw = this.#pending.shift()
+      if (raw) return this.#parse(raw)
+      if (this.#decodeError) throw this.#decodeError
+      if (this.#ended) {
+        if (this.#buffered > 0) {
+          throw new ConnectionLostError('the connection closed in the middle of a message')
+        }
+        return undefined
+      }
       let result: IteratorResult<Buffer>
       try {
         result = await this.#iterator.next()
@@ -94,28 +142,61 @@ export class Channel {
           this.#closeError ?? new ConnectionLostError(`the connection failed: ${(error as Error).message}`)
         )
       }
-      try {
-        if (result.done) {
-          this.#ended = true
-          this.#decoder.end()
-        } else {
-          // Payloads are views into this chunk; socket chunks are never reused, so no copy is needed.
-          this.#pending = this.#decoder.push(result.value)
-        }
-      } catch (error) {
-        if (isProtocolError(error)) {
-          const tooLarge = error.code === 'ENCLAVE_PROTOCOL_FRAME_TOO_LARGE'
-          if (tooLarge) throw new LimitExceededError(`the peer sent ${error.message}`, { cause: error })
-          if (error.code === 'ENCLAVE_PROTOCOL_TRUNCATED') {
-            throw new ConnectionLostError('the connection closed in the middle of a message', {
-              cause: error,
-            })
-          }
-          throw new ProtocolViolationError(`malformed frame: ${error.message}`, { cause: error })
-        }
-        throw error
+      if (result.done) this.#ended = true
+      else if (result.value.length > 0) {
+        // Socket chunks are never reused, so frames may keep views into them.
+        this.#input.push(result.value)
+        this.#buffered += result.value.length
+        this.#cut()
       }
     }
+  }
+
+  /** Cuts every complete frame out of the input; a bad length prefix is kept as #decodeError. */
+  #cut(): void {
+    while (!this.#decodeError && this.#buffered >= 4) {
+      const length = this.#peekLength()
+      if (length === 0) {
+        this.#decodeError = new ProtocolViolationError('empty frame (no kind byte)')
+        return
+      }
+      // Refused on the prefix alone, so a hostile length never makes us buffer its payload.
+      if (length > this.#maxFrame) {
+        this.#decodeError = new LimitExceededError(
+          `the peer sent a frame of ${length} bytes, over the limit of ${this.#maxFrame}`,
+        )
+        return
+      }
+      if (this.#buffered < 4 + length) return
+      this.#take(4)
+      const kind = this.#take(1)[0]![0]!
+      this.#pending.push({ kind, body: this.#take(length - 1), length: length - 1 })
+    }
+  }
+
+  #peekLength(): number {
+    const first = this.#input[0]!
+    if (first.length >= 4) return first.readUInt32BE(0)
+    return Buffer.concat(this.#input, 4).readUInt32BE(0)
+  }
+
+  /** Removes `count` bytes from the front of the input, as views. */
+  #take(count: number): Buffer[] {
+    const out: Buffer[] = []
+    this.#buffered -= count
+    while (count > 0) {
+      const first = this.#input[0]!
+      if (first.length <= count) {
+        out.push(first)
+        this.#input.shift()
+        count -= first.length
+      } else {
+        out.push(first.subarray(0, count))
+        this.#input[0] = first.subarray(count)
+        count = 0
+      }
+    }
+    return out
   }
 
   /**
@@ -132,19 +213,16 @@ export class Channel {
     return frame.message
   }
 
-  #parse(payload: Buffer): Frame {
-    if (payload.length === 0) throw new ProtocolViolationError('empty frame (no kind byte)')
-    const kind = payload[0]!
-    const body = payload.subarray(1)
+  #parse({ kind, body, length }: RawFrame): Frame {
     if (kind === FRAME_CONTROL) {
-      if (body.length > this.#limits.maxControl) {
+      if (length > this.#limits.maxControl) {
         throw new LimitExceededError(
-          `a control message of ${body.length} bytes is over the limit of ${this.#limits.maxControl}`,
+          `a control message of ${length} bytes is over the limit of ${this.#limits.maxControl}`,
         )
       }
       let message: unknown
       try {
-        message = JSON.parse(body.toString('utf8'))
+        message = JSON.parse(Buffer.concat(body, length).toString('utf8'))
       } catch (error) {
         throw new ProtocolViolationError('a control message is not valid JSON', { cause: error })
       }
@@ -158,12 +236,12 @@ export class Channel {
     }
     const stream = KIND_STREAM[kind]
     if (!stream) throw new ProtocolViolationError(`unknown frame kind ${kind}`)
-    if (body.length > this.#limits.maxChunk) {
+    if (length > this.#limits.maxChunk) {
       throw new LimitExceededError(
-        `a data chunk of ${body.length} bytes is over the limit of ${this.#limits.maxChunk}`,
+        `a data chunk of ${length} bytes is over the limit of ${this.#limits.maxChunk}`,
       )
     }
-    return { kind: 'data', stream, bytes: body }
+    return new PieceFrame(stream, body, length)
   }
 
   sendControl(message: Control): Promise<void> {
@@ -203,18 +281,33 @@ export class Channel {
     this.#socket.destroy()
   }
 
+  /**
+   * Sends file data already laid out as frames by FileFrames: one buffer, so TLS encrypts it in
+   * place (node copies a multi-buffer write into a fresh buffer first).
+   */
+  sendFrames(frames: FileFrames): Promise<void> {
+    return this.#send(frames.wire)
+  }
+
   #write(kind: number, body: Uint8Array): Promise<void> {
+    const header = Buffer.allocUnsafe(5)
+    header.writeUInt32BE(body.length + 1, 0)
+    header[4] = kind
+    return this.#send(header, body)
+  }
+
+  #send(first: Uint8Array, second?: Uint8Array): Promise<void> {
     const socket = this.#socket
     if (socket.destroyed || socket.writableEnded) {
       return Promise.reject(this.#closeError ?? new ConnectionLostError('the connection is closed'))
     }
-    const header = Buffer.allocUnsafe(5)
-    header.writeUInt32BE(body.length + 1, 0)
-    header[4] = kind
-    socket.cork()
-    socket.write(header)
-    const ok = socket.write(body)
-    socket.uncork()
+    let ok: boolean
+    if (second) {
+      socket.cork()
+      socket.write(first)
+      ok = socket.write(second)
+      socket.uncork()
+    } else ok = socket.write(first)
     if (ok) return Promise.resolve()
     return new Promise((resolve, reject) => {
       const done = (error?: Error) => {
@@ -229,6 +322,46 @@ export class Channel {
       socket.on('drain', onDrain)
       socket.on('close', onClose)
     })
+  }
+}
+
+/**
+ * One buffer holding up to `count` file frames of `chunk` body bytes each, with the headers'
+ * room left between the bodies, so a file can be read straight into frame layout (one readv) and
+ * sent as one write.
+ */
+export class FileFrames {
+  readonly #buffer: Buffer
+  readonly #chunk: number
+  /** Where the file's bytes go: one view per frame body. */
+  readonly bodies: Buffer[]
+  /** After fill(): the frames to send. */
+  wire: Buffer = Buffer.alloc(0)
+
+  constructor(chunk: number, count: number) {
+    this.#chunk = chunk
+    this.#buffer = Buffer.allocUnsafe(count * (5 + chunk))
+    this.bodies = Array.from({ length: count }, (_, index) =>
+      this.#buffer.subarray(index * (5 + chunk) + 5, (index + 1) * (5 + chunk)),
+    )
+  }
+
+  /** Writes the headers for `length` body bytes (filled in order) and returns the bodies used. */
+  fill(length: number): Buffer[] {
+    const used: Buffer[] = []
+    let left = length
+    let end = 0
+    for (let index = 0; left > 0; index++) {
+      const size = Math.min(this.#chunk, left)
+      const start = index * (5 + this.#chunk)
+      this.#buffer.writeUInt32BE(size + 1, start)
+      this.#buffer[start + 4] = FRAME_FILE
+      used.push(this.bodies[index]!.subarray(0, size))
+      left -= size
+      end = start + 5 + size
+    }
+    this.wire = this.#buffer.subarray(0, end)
+    return used
   }
 }
 

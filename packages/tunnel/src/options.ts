@@ -30,6 +30,19 @@ export interface PipeOptions {
    * @default 0
    */
   idleTimeoutMs?: number
+  /**
+   * Relay in the kernel with splice(2) (Linux, vsock-transport's addon) whenever both sockets
+   * allow it, else through streams. `false` always uses streams. The default comes from the
+   * environment: `ENCLAVE_TUNNEL_KERNEL_RELAY=0` turns it off.
+   * @default true
+   */
+  kernelRelay?: boolean
+}
+
+/** `PipeOptions` after defaults are applied and checked. */
+export interface ResolvedPipeOptions {
+  readonly idleTimeoutMs: number
+  readonly kernelRelay: boolean
 }
 
 /** Options of `forward`. */
@@ -71,6 +84,7 @@ export interface ResolvedTunnelOptions {
   readonly connectTimeoutMs: number
   readonly resolveTimeoutMs: number
   readonly idleTimeoutMs: number
+  readonly kernelRelay: boolean
   readonly maxConnections: number
   readonly drainTimeoutMs: number
   readonly listen: Omit<ListenOptions, 'signal'>
@@ -126,7 +140,7 @@ export function resolveTunnelOptions(options: TunnelOptions): ResolvedTunnelOpti
       1,
       MAX_TIMER_MS,
     ),
-    idleTimeoutMs: resolveIdleTimeout(options),
+    ...resolvePipeOptions(options),
     maxConnections: checkInteger(
       'maxConnections',
       options.maxConnections ?? DEFAULTS.maxConnections,
@@ -144,6 +158,19 @@ export function resolveTunnelOptions(options: TunnelOptions): ResolvedTunnelOpti
   })
 }
 
-export function resolveIdleTimeout(options: PipeOptions | undefined): number {
-  return checkInteger('idleTimeoutMs', options?.idleTimeoutMs ?? DEFAULTS.idleTimeoutMs, 0, MAX_TIMER_MS)
+/** Applies defaults to the options of one relayed pair; never mutates `options`. */
+export function resolvePipeOptions(options: PipeOptions | undefined): ResolvedPipeOptions {
+  const kernelRelay = options?.kernelRelay ?? process.env.ENCLAVE_TUNNEL_KERNEL_RELAY !== '0'
+  if (typeof kernelRelay !== 'boolean') {
+    throw new InvalidOptionsError(`option kernelRelay must be true or false, got ${String(kernelRelay)}`)
+  }
+  return Object.freeze({
+    idleTimeoutMs: checkInteger(
+      'idleTimeoutMs',
+      options?.idleTimeoutMs ?? DEFAULTS.idleTimeoutMs,
+      0,
+      MAX_TIMER_MS,
+    ),
+    kernelRelay,
+  })
 }

@@ -1,6 +1,7 @@
 import type { Socket } from 'node:net'
+import { type KernelRelay, kernelRelay } from '@enclave/vsock-transport'
 import { IdleTimeoutError, SocketError, type TunnelError } from './errors.js'
-import { type PipeOptions, resolveIdleTimeout } from './options.js'
+import { type PipeOptions, resolvePipeOptions } from './options.js'
 
 /** How one relayed pair ended. */
 export interface PipeResult {
@@ -16,6 +17,11 @@ export interface PipeResult {
 export interface Pipe {
   /** Settles (never rejects) once both sockets are closed. */
   readonly done: Promise<PipeResult>
+  /**
+   * How the bytes move: `splice` in the kernel (Linux, both sockets with an fd and nothing
+   * buffered), or `stream` through the sockets' JavaScript streams.
+   */
+  readonly engine: 'splice' | 'stream'
   /** Bytes moved so far, each way. */
   bytes(): { bytesIn: number; bytesOut: number }
   /** Cuts both sockets now; `error` is reported in the result. Idempotent. */
@@ -23,27 +29,143 @@ export interface Pipe {
 }
 
 /**
- * Relays two connected sockets until both are closed, with backpressure in both directions (a
- * direction stops reading while the other side's write buffer is above its high-water mark, so
- * memory stays bounded by the two sockets' buffers), half-close (an `end` from one peer becomes
- * `end()` towards the other while the opposite direction keeps flowing), an optional idle timeout,
- * and every socket error handled: a failing pair never throws into the process.
+ * Relays two connected sockets until both are closed, with backpressure in both directions,
+ * half-close (an `end` from one peer becomes `end()` towards the other while the opposite
+ * direction keeps flowing), an optional idle timeout, and every socket error handled: a failing
+ * pair never throws into the process.
+ *
+ * Where it can (option `kernelRelay`, on by default), the bytes move in the kernel with splice(2)
+ * on the event loop, never through JavaScript; each direction then buffers at most one pipe. Else
+ * they move through the streams: a direction stops reading while the other side's write buffer
+ * is above its high-water mark, so memory stays bounded by the two sockets' buffers.
  */
 export function pipeConnection(inbound: Socket, outbound: Socket, options?: PipeOptions): Pipe {
-  const idleTimeoutMs = resolveIdleTimeout(options)
-  let bytesIn = 0
-  let bytesOut = 0
+  const { idleTimeoutMs, kernelRelay: useKernel } = resolvePipeOptions(options)
+  // A half-closed relay needs both sockets to keep their write side after the peer's FIN.
+  inbound.allowHalfOpen = true
+  outbound.allowHalfOpen = true
+  noDelay(inbound)
+  noDelay(outbound)
+  const moved = { bytesIn: 0, bytesOut: 0 }
+  if (useKernel && relayable(inbound) && relayable(outbound)) {
+    // Bytes a resolver or the stream machinery already read go first, through the streams; a
+    // write the kernel takes at once leaves nothing buffered, and the kernel relay can start.
+    moved.bytesIn = flushBuffered(inbound, outbound)
+    moved.bytesOut = flushBuffered(outbound, inbound)
+    const pipe = relayInKernel(inbound, outbound, idleTimeoutMs, moved)
+    if (pipe) return pipe
+  }
+  return relayStreams(inbound, outbound, idleTimeoutMs, moved)
+}
+
+function relayable(socket: Socket): boolean {
+  return !socket.destroyed && !socket.readableEnded && !socket.writableEnded
+}
+
+function flushBuffered(from: Socket, to: Socket): number {
+  let count = 0
+  while (from.readableLength > 0) {
+    const chunk = from.read() as Buffer | null
+    if (chunk === null) break
+    count += chunk.length
+    to.write(chunk)
+  }
+  return count
+}
+
+/** The kernel relay of vsock-transport, or undefined where it cannot take this pair. */
+function relayInKernel(
+  inbound: Socket,
+  outbound: Socket,
+  idleTimeoutMs: number,
+  moved: { bytesIn: number; bytesOut: number },
+): Pipe | undefined {
+  let { bytesIn, bytesOut } = moved
+  let error: TunnelError | undefined
+  // Both sockets' 'close' and the relay's own end.
+  let pending = 3
+  let finished = false
+  let idleTimer: NodeJS.Timeout | undefined
+  let settle!: (result: PipeResult) => void
+  const done = new Promise<PipeResult>((resolve) => {
+    settle = resolve
+  })
+  const onEnd = (): void => {
+    pending -= 1
+    if (pending > 0) return
+    inbound.off('close', onSocketClose)
+    outbound.off('close', onSocketClose)
+    // Error listeners stay: a late error on a destroyed socket must not become uncaught.
+    settle(error ? { bytesIn, bytesOut, error } : { bytesIn, bytesOut })
+  }
+  const started = kernelRelay(inbound, outbound, (result) => {
+    finished = true
+    clearTimeout(idleTimer)
+    bytesIn += result.aToB
+    bytesOut += result.bToA
+    if (result.error) {
+      error ??= new SocketError(result.side === 'a' ? 'inbound' : 'outbound', { cause: result.error })
+    }
+    // Both directions ended (or failed): the sockets have nothing left to do.
+    inbound.destroy()
+    outbound.destroy()
+    onEnd()
+  })
+  if (typeof started === 'string') return undefined
+  const relay: KernelRelay = started
+  const cut = (reason?: TunnelError): void => {
+    if (reason) error ??= reason
+    // The relay closes its own fds before cancel() returns; destroying the sockets closes theirs.
+    relay.cancel()
+    inbound.destroy()
+    outbound.destroy()
+  }
+  // Only a destroy() from outside closes a socket during the relay: stop relaying with it.
+  const onSocketClose = (): void => {
+    cut()
+    onEnd()
+  }
+  inbound.on('error', (cause: Error) => cut(new SocketError('inbound', { cause })))
+  outbound.on('error', (cause: Error) => cut(new SocketError('outbound', { cause })))
+  inbound.once('close', onSocketClose)
+  outbound.once('close', onSocketClose)
+  if (idleTimeoutMs > 0) {
+    const checkIdle = (): void => {
+      if (finished) return
+      const { idleMs } = relay.stats()
+      if (idleMs >= idleTimeoutMs) cut(new IdleTimeoutError(idleTimeoutMs))
+      else idleTimer = setTimeout(checkIdle, idleTimeoutMs - idleMs).unref()
+    }
+    idleTimer = setTimeout(checkIdle, idleTimeoutMs).unref()
+  }
+  return {
+    done,
+    engine: 'splice',
+    bytes: () => {
+      if (finished) return { bytesIn, bytesOut }
+      const { aToB, bToA } = relay.stats()
+      return { bytesIn: bytesIn + aToB, bytesOut: bytesOut + bToA }
+    },
+    destroy: (reason) => {
+      if (pending > 0) cut(reason)
+    },
+  }
+}
+
+/** The relay through the sockets' streams: works for every socket. */
+function relayStreams(
+  inbound: Socket,
+  outbound: Socket,
+  idleTimeoutMs: number,
+  moved: { bytesIn: number; bytesOut: number },
+): Pipe {
+  let { bytesIn, bytesOut } = moved
   let error: TunnelError | undefined
   let open = 2
   let settle!: (result: PipeResult) => void
   const done = new Promise<PipeResult>((resolve) => {
     settle = resolve
   })
-
-  // A half-closed relay needs both sockets to keep their write side after the peer's FIN.
-  inbound.allowHalfOpen = true
-  outbound.allowHalfOpen = true
-
   const fail = (reason: TunnelError): void => {
     error ??= reason
     inbound.destroy()
@@ -102,8 +224,6 @@ export function pipeConnection(inbound: Socket, outbound: Socket, options?: Pipe
 
   inbound.on('error', onInboundError)
   outbound.on('error', onOutboundError)
-  noDelay(inbound)
-  noDelay(outbound)
   // A socket destroyed before the call may already have emitted 'close': count it as closed now.
   if (inbound.destroyed) onClose()
   else inbound.once('close', onInboundClose)
@@ -140,6 +260,7 @@ export function pipeConnection(inbound: Socket, outbound: Socket, options?: Pipe
 
   return {
     done,
+    engine: 'stream',
     bytes: () => ({ bytesIn, bytesOut }),
     destroy: (reason) => {
       if (open === 0) return
@@ -153,7 +274,7 @@ export function pipeConnection(inbound: Socket, outbound: Socket, options?: Pipe
 }
 
 function settledPipe(done: Promise<PipeResult>, bytesIn: number, bytesOut: number): Pipe {
-  return { done, bytes: () => ({ bytesIn, bytesOut }), destroy: () => {} }
+  return { done, engine: 'stream', bytes: () => ({ bytesIn, bytesOut }), destroy: () => {} }
 }
 
 // Small request/response messages must not wait for Nagle's algorithm. TCP only: on a vsock fd

@@ -55,6 +55,8 @@ export interface ConnectionSummary {
   bytesIn: number
   bytesOut: number
   durationMs: number
+  /** How the bytes moved (see `Pipe.engine`); undefined if the connection never got to relaying. */
+  engine: Pipe['engine'] | undefined
   error: TunnelError | undefined
 }
 
@@ -305,7 +307,11 @@ class TunnelImpl extends EventEmitter<TunnelEvents> implements Tunnel {
       const connectMs = Math.round(performance.now() - connection.started)
       this.#log.debug({ id: connection.id, target: connection.target, connectMs }, 'connected')
       this.emit('connected', { id: connection.id, target: connection.target, connectMs })
-      connection.pipe = pipeConnection(inbound, outbound, { idleTimeoutMs: this.#options.idleTimeoutMs })
+      connection.pipe = pipeConnection(inbound, outbound, {
+        idleTimeoutMs: this.#options.idleTimeoutMs,
+        kernelRelay: this.#options.kernelRelay,
+      })
+      this.#log.debug({ id: connection.id, engine: connection.pipe.engine }, 'relaying')
       inbound.off('error', noop)
       return await connection.pipe.done
     } catch (error) {
@@ -384,6 +390,7 @@ class TunnelImpl extends EventEmitter<TunnelEvents> implements Tunnel {
       bytesIn: result.bytesIn,
       bytesOut: result.bytesOut,
       durationMs: Math.round(performance.now() - connection.started),
+      engine: connection.pipe?.engine,
       error: result.error,
     }
     if (result.error) {

@@ -322,6 +322,452 @@ static napi_value js_cancel_wait(napi_env env, napi_callback_info info) {
   return make_int(env, 0);
 }
 
+
+#ifdef __linux__
+// relay(fdA, fdB, callback) -> handle or -errno: moves bytes between two connected stream sockets
+// without JavaScript, driven by uv_poll on Node's event loop (no thread). The sockets are dup()ed,
+// so the caller's handles keep their fds; the relay closes only its own dups and pipes.
+//
+// Each direction moves small messages with read/write through a per-thread scratch buffer and
+// switches to splice(2) through a pipe (created then) once reads get large (RELAY_BULK): bulk data
+// then crosses the process without a copy into user space, while request/response traffic pays
+// neither a pipe nor its fds. A socket that cannot splice (EINVAL) stays on read/write.
+//
+// Backpressure: a direction reads only when it holds nothing, and stops reading while the
+// destination refuses bytes (EAGAIN); what it holds meanwhile is at most one pipe (RELAY_PIPE) or
+// the unwritten part of one read (RELAY_CHUNK). Half-close: the EOF of one side becomes
+// shutdown(SHUT_WR) on the other once everything read was written. The callback gets (result, side, aToB, bToA): result 0
+// when both directions ended cleanly, -errno otherwise (side 0 = A, 1 = B: the socket whose system
+// call failed), -ECANCELED after relayCancel.
+#define RELAY_CHUNK 65536
+// A read of at least RELAY_BULK bytes moves a direction to splice; RELAY_SMALL_RUN splice reads in
+// a row of less than RELAY_SMALL move it back (hysteresis: a bulk stream has small reads too).
+#define RELAY_BULK 16384
+#define RELAY_PIPE (256 * 1024)
+#define RELAY_READS_PER_WAKEUP 8
+#define RELAY_SOCKET_BUFFER (2 * 1024 * 1024)
+#define RELAY_SMALL 4096
+#define RELAY_SMALL_RUN 16
+
+static _Thread_local char relay_scratch[RELAY_CHUNK];
+
+typedef struct {
+  int src;  // dup of the socket read
+  int dst;  // dup of the socket written
+  int pipe_r;
+  int pipe_w;
+  size_t cap;      // pipe capacity
+  int spliced;     // 1: bytes travel through the pipe; 0: read/write
+  int no_splice;   // splice failed (EINVAL) or no pipe could be made: read/write only
+  int small_run;   // splice reads in a row shorter than RELAY_SMALL
+  int tuned;       // relay_tune ran
+  char* held;      // read/write mode: bytes the destination did not take yet
+  size_t held_off;
+  size_t pending;  // bytes read and not written yet (in the pipe or in held)
+  double bytes;    // bytes written to dst
+  int eof;
+  int shut;
+} relay_dir;
+
+typedef struct {
+  uv_poll_t poll[2];  // [0] watches A, [1] watches B
+  int fd[2];
+  int events[2];      // what each poll currently waits for
+  relay_dir dir[2];   // [0] A -> B, [1] B -> A
+  napi_env env;
+  napi_ref callback;
+  napi_async_context context;
+  uv_loop_t* loop;
+  uint64_t last_ms;  // loop time of the last byte read
+  int result;
+  int side;
+  int closing;
+  int pending_closes;
+  int closed;
+  int unowned;
+} relay_job;
+
+static void relay_release(relay_job* job) {
+  if (job->closed && job->unowned) free(job);
+}
+
+static void relay_collected(napi_env env, void* data, void* hint) {
+  (void)env;
+  (void)hint;
+  relay_job* job = data;
+  job->unowned = 1;
+  relay_release(job);
+}
+
+static void relay_closed(uv_handle_t* handle) {
+  relay_job* job = handle->data;
+  if (--job->pending_closes > 0) return;
+  napi_env env = job->env;
+  napi_handle_scope scope;
+  if (napi_open_handle_scope(env, &scope) == napi_ok) {
+    napi_value callback, recv, argv[4];
+    if (napi_get_reference_value(env, job->callback, &callback) == napi_ok &&
+        napi_get_global(env, &recv) == napi_ok && (argv[0] = make_int(env, job->result)) != NULL &&
+        (argv[1] = make_int(env, job->side)) != NULL &&
+        napi_create_double(env, job->dir[0].bytes, &argv[2]) == napi_ok &&
+        napi_create_double(env, job->dir[1].bytes, &argv[3]) == napi_ok) {
+      if (napi_make_callback(env, job->context, recv, callback, 4, argv, NULL) == napi_pending_exception) {
+        napi_value error;
+        if (napi_get_and_clear_last_exception(env, &error) == napi_ok) napi_fatal_exception(env, error);
+      }
+    }
+    napi_close_handle_scope(env, scope);
+  }
+  napi_delete_reference(env, job->callback);
+  napi_async_destroy(env, job->context);
+  job->closed = 1;
+  relay_release(job);
+}
+
+static void relay_abandoned(uv_handle_t* handle) {
+  relay_job* job = handle->data;
+  if (--job->pending_closes == 0) free(job);
+}
+
+static void close_fd(int* fd) {
+  if (*fd >= 0) close(*fd);
+  *fd = -1;
+}
+
+static void relay_release_fds(relay_job* job) {
+  for (int i = 0; i < 2; i++) {
+    close_fd(&job->fd[i]);
+    close_fd(&job->dir[i].pipe_r);
+    close_fd(&job->dir[i].pipe_w);
+    free(job->dir[i].held);
+    job->dir[i].held = NULL;
+  }
+}
+
+// Stops both polls (epoll forgets the dups before they are closed: the caller's fds share their
+// open file descriptions), closes every fd the relay owns and reports once both polls are closed.
+static void relay_finish(relay_job* job, int result, int side) {
+  if (job->closing) return;
+  job->closing = 1;
+  job->result = result;
+  job->side = side;
+  uv_poll_stop(&job->poll[0]);
+  uv_poll_stop(&job->poll[1]);
+  relay_release_fds(job);
+  job->pending_closes = 2;
+  uv_close((uv_handle_t*)&job->poll[0], relay_closed);
+  uv_close((uv_handle_t*)&job->poll[1], relay_closed);
+}
+
+// Writes what the direction holds. Returns 1 once empty, 0 when the destination is full, -errno.
+static int relay_flush(relay_dir* d) {
+  while (d->pending > 0) {
+    ssize_t n = d->spliced
+                    ? splice(d->pipe_r, NULL, d->dst, NULL, d->pending, SPLICE_F_MOVE | SPLICE_F_NONBLOCK)
+                    : write(d->dst, d->held + d->held_off, d->pending);
+    if (n < 0) {
+      if (errno == EINTR) continue;
+      if (errno == EAGAIN) return 0;
+      if (errno == EINVAL && d->spliced) {
+        // The destination cannot take spliced bytes: take them out of the pipe, write them.
+        char* held = malloc(d->pending);
+        if (held == NULL) return -ENOMEM;
+        ssize_t got = read(d->pipe_r, held, d->pending);
+        if (got != (ssize_t)d->pending) {
+          free(held);
+          return -EIO;
+        }
+        d->held = held;
+        d->held_off = 0;
+        d->spliced = 0;
+        d->no_splice = 1;
+        continue;
+      }
+      return -errno;
+    }
+    d->pending -= (size_t)n;
+    d->held_off += (size_t)n;
+    d->bytes += (double)n;
+  }
+  free(d->held);
+  d->held = NULL;
+  d->held_off = 0;
+  return 1;
+}
+
+// Deeper socket buffers for a bulk direction, so the processes of a chain of proxies can run ahead
+// of one another instead of waking up for every few pages; best effort, the kernel caps each (TCP
+// keeps its own autotuning). AF_UNIX: the writer's send buffer bounds what is in flight. AF_VSOCK:
+// the reader's buffer is the credit its peer may send.
+static void relay_tune(relay_dir* d) {
+  struct sockaddr_storage addr;
+  socklen_t len = sizeof(addr);
+  if (getsockname(d->dst, (struct sockaddr*)&addr, &len) == 0 && addr.ss_family == AF_UNIX) {
+    int size = RELAY_SOCKET_BUFFER;
+    setsockopt(d->dst, SOL_SOCKET, SO_SNDBUF, &size, sizeof(size));
+  }
+  len = sizeof(addr);
+  if (getsockname(d->src, (struct sockaddr*)&addr, &len) == 0 && addr.ss_family == AF_VSOCK) {
+    unsigned long long size = RELAY_SOCKET_BUFFER;
+    setsockopt(d->src, AF_VSOCK, SO_VM_SOCKETS_BUFFER_MAX_SIZE, &size, sizeof(size));
+    setsockopt(d->src, AF_VSOCK, SO_VM_SOCKETS_BUFFER_SIZE, &size, sizeof(size));
+  }
+}
+
+// Bulk data: from now on through a pipe, made on first use. Stays on read/write if none can be made.
+static void relay_use_splice(relay_dir* d) {
+  if (d->no_splice) return;
+  if (d->pipe_r < 0) {
+    int p[2];
+    if (pipe2(p, O_NONBLOCK | O_CLOEXEC) < 0) {
+      d->no_splice = 1;
+      return;
+    }
+    d->pipe_r = p[0];
+    d->pipe_w = p[1];
+    // Fewer, larger splices per byte; best effort (an unprivileged user may be at its pipe quota).
+    fcntl(p[1], F_SETPIPE_SZ, RELAY_PIPE);
+    int size = fcntl(p[1], F_GETPIPE_SZ);
+    d->cap = size > 0 ? (size_t)size : RELAY_CHUNK;
+  }
+  d->spliced = 1;
+  if (!d->tuned) {
+    d->tuned = 1;
+    relay_tune(d);
+  }
+}
+
+// Moves what it can in one direction without blocking. Returns 0, or -errno with *side set.
+static int relay_pump(relay_job* job, int index, int* side) {
+  relay_dir* d = &job->dir[index];
+  for (int reads = 0;; reads++) {
+    if (d->pending > 0) {
+      int r = relay_flush(d);
+      if (r < 0) {
+        *side = 1 - index;
+        return r;
+      }
+      if (r == 0) return 0;  // woken again when the destination is writable
+    }
+    if (d->eof) {
+      if (!d->shut) {
+        d->shut = 1;
+        // ENOTCONN: the peer is gone entirely; the other direction reports that if it matters.
+        if (shutdown(d->dst, SHUT_WR) < 0 && errno != ENOTCONN) {
+          *side = 1 - index;
+          return -errno;
+        }
+      }
+      return 0;
+    }
+    // Fairness: a source that never runs dry yields to the loop's other handles after a few reads;
+    // it is still polled for reading (level-triggered), so the next loop iteration continues.
+    if (reads >= RELAY_READS_PER_WAKEUP) return 0;
+    size_t want = d->spliced ? d->cap : RELAY_CHUNK;
+    ssize_t n = d->spliced ? splice(d->src, NULL, d->pipe_w, NULL, want, SPLICE_F_MOVE | SPLICE_F_NONBLOCK)
+                           : read(d->src, relay_scratch, want);
+    if (n < 0) {
+      if (errno == EINTR) continue;
+      if (errno == EAGAIN) return 0;
+      if (errno == EINVAL && d->spliced) {  // this source cannot splice; nothing was read
+        d->spliced = 0;
+        d->no_splice = 1;
+        continue;
+      }
+      *side = index;
+      return -errno;
+    }
+    if (n == 0) {
+      d->eof = 1;
+      continue;
+    }
+    job->last_ms = uv_now(job->loop);
+    d->pending = (size_t)n;
+    if (!d->spliced) {
+      // Write straight from the scratch buffer; keep a copy only of what the destination refuses.
+      size_t done = 0;
+      while (done < (size_t)n) {
+        ssize_t w = write(d->dst, relay_scratch + done, (size_t)n - done);
+        if (w < 0) {
+          if (errno == EINTR) continue;
+          if (errno == EAGAIN) break;
+          *side = 1 - index;
+          return -errno;
+        }
+        done += (size_t)w;
+        d->bytes += (double)w;
+      }
+      d->pending -= done;
+      if (d->pending > 0) {
+        d->held = malloc(d->pending);
+        if (d->held == NULL) {
+          *side = index;
+          return -ENOMEM;
+        }
+        memcpy(d->held, relay_scratch + done, d->pending);
+        d->held_off = 0;
+        return 0;
+      }
+      if ((size_t)n >= RELAY_BULK) relay_use_splice(d);
+    } else {
+      int r = relay_flush(d);
+      if (r < 0) {
+        *side = 1 - index;
+        return r;
+      }
+      d->small_run = (size_t)n < RELAY_SMALL ? d->small_run + 1 : 0;
+      if (r == 0) return 0;  // the pipe drains first; a later read may change the mode
+      if (d->small_run >= RELAY_SMALL_RUN) {
+        d->spliced = 0;
+        d->small_run = 0;
+      }
+    }
+    // A short read drained the socket: skip the read that would only say EAGAIN (epoll is
+    // level-triggered and reports the next bytes or the EOF).
+    if ((size_t)n < want) return 0;
+  }
+}
+
+static void relay_ready(uv_poll_t* poll, int status, int events);
+
+// Points each poll at what its socket must report next; finishes the relay once both directions
+// have ended.
+static void relay_arm(relay_job* job) {
+  if (job->dir[0].shut && job->dir[0].pending == 0 && job->dir[1].shut && job->dir[1].pending == 0) {
+    relay_finish(job, 0, 0);
+    return;
+  }
+  for (int i = 0; i < 2; i++) {
+    // Socket i is the source of direction i and the destination of direction 1 - i.
+    relay_dir* out = &job->dir[i];
+    relay_dir* in = &job->dir[1 - i];
+    int want = 0;
+    if (!out->eof && out->pending == 0) want |= UV_READABLE;
+    if (in->pending > 0) want |= UV_WRITABLE;
+    if (want == job->events[i]) continue;
+    job->events[i] = want;
+    int r = want == 0 ? uv_poll_stop(&job->poll[i]) : uv_poll_start(&job->poll[i], want, relay_ready);
+    if (r < 0) {
+      relay_finish(job, r, i);
+      return;
+    }
+  }
+}
+
+static void relay_ready(uv_poll_t* poll, int status, int events) {
+  relay_job* job = poll->data;
+  if (job->closing) return;
+  int i = poll == &job->poll[0] ? 0 : 1;
+  if (status < 0) {
+    relay_finish(job, status, i);
+    return;
+  }
+  int side = i;
+  int r = 0;
+  // Writable: the direction that writes to this socket; readable: the one that reads from it.
+  if (events & UV_WRITABLE) r = relay_pump(job, 1 - i, &side);
+  if (r == 0 && (events & UV_READABLE)) r = relay_pump(job, i, &side);
+  if (r < 0) {
+    relay_finish(job, r, side);
+    return;
+  }
+  relay_arm(job);
+}
+
+static napi_value js_relay(napi_env env, napi_callback_info info) {
+  uint32_t a[2];
+  napi_value callback = NULL;
+  if (get_args(env, info, 2, a, &callback) < 0) return NULL;
+  napi_valuetype type;
+  if (callback == NULL || napi_typeof(env, callback, &type) != napi_ok || type != napi_function) {
+    napi_throw_type_error(env, NULL, "vsock addon: relay needs a callback");
+    return NULL;
+  }
+  uv_loop_t* loop;
+  CHECK(napi_get_uv_event_loop(env, &loop));
+  relay_job* job = calloc(1, sizeof(*job));
+  if (job == NULL) return make_int(env, -ENOMEM);
+  job->env = env;
+  job->loop = loop;
+  for (int i = 0; i < 2; i++) job->fd[i] = job->dir[i].pipe_r = job->dir[i].pipe_w = -1;
+  int err = 0;
+  for (int i = 0; i < 2 && err == 0; i++) {
+    job->fd[i] = fcntl((int)a[i], F_DUPFD_CLOEXEC, 0);
+    if (job->fd[i] < 0) err = -errno;
+  }
+  int inited = 0;
+  for (int i = 0; i < 2 && err == 0; i++) {
+    err = uv_poll_init(loop, &job->poll[i], job->fd[i]);
+    if (err == 0) {
+      job->poll[i].data = job;
+      inited++;
+    }
+  }
+  job->dir[0].src = job->dir[1].dst = job->fd[0];
+  job->dir[0].dst = job->dir[1].src = job->fd[1];
+  napi_value name, handle;
+  if (err == 0 &&
+      (napi_create_string_utf8(env, "vsockRelay", NAPI_AUTO_LENGTH, &name) != napi_ok ||
+       napi_create_reference(env, callback, 1, &job->callback) != napi_ok ||
+       napi_async_init(env, NULL, name, &job->context) != napi_ok ||
+       napi_create_external(env, job, relay_collected, NULL, &handle) != napi_ok)) {
+    if (job->callback != NULL) napi_delete_reference(env, job->callback);
+    if (job->context != NULL) napi_async_destroy(env, job->context);
+    err = -ENOMEM;
+  }
+  if (err != 0) {
+    relay_release_fds(job);
+    if (inited == 0) {
+      free(job);
+    } else {
+      // Initialised polls belong to the loop until closed: free the job once the last one is.
+      job->closing = 1;
+      job->pending_closes = inited;
+      for (int i = 0; i < inited; i++) uv_close((uv_handle_t*)&job->poll[i], relay_abandoned);
+    }
+    return make_int(env, err);
+  }
+  job->last_ms = uv_now(loop);
+  relay_arm(job);
+  return handle;
+}
+
+static relay_job* relay_arg(napi_env env, napi_callback_info info, const char* what) {
+  napi_value argv[1];
+  size_t argc = 1;
+  void* data = NULL;
+  if (napi_get_cb_info(env, info, &argc, argv, NULL, NULL) != napi_ok || argc < 1 ||
+      napi_get_value_external(env, argv[0], &data) != napi_ok) {
+    napi_throw_type_error(env, NULL, what);
+    return NULL;
+  }
+  return data;
+}
+
+// [aToB, bToA, ms since a byte was last read] of a relay, live or finished.
+static napi_value js_relay_stats(napi_env env, napi_callback_info info) {
+  relay_job* job = relay_arg(env, info, "vsock addon: relayStats needs a relay handle");
+  if (job == NULL) return NULL;
+  napi_value out, value;
+  CHECK(napi_create_array_with_length(env, 3, &out));
+  CHECK(napi_create_double(env, job->dir[0].bytes, &value));
+  CHECK(napi_set_element(env, out, 0, value));
+  CHECK(napi_create_double(env, job->dir[1].bytes, &value));
+  CHECK(napi_set_element(env, out, 1, value));
+  CHECK(napi_create_double(env, (double)(uv_now(job->loop) - job->last_ms), &value));
+  CHECK(napi_set_element(env, out, 2, value));
+  return out;
+}
+
+// Ends a relay now: its fds are closed before this returns, the callback follows with -ECANCELED.
+static napi_value js_relay_cancel(napi_env env, napi_callback_info info) {
+  relay_job* job = relay_arg(env, info, "vsock addon: relayCancel needs a relay handle");
+  if (job == NULL) return NULL;
+  relay_finish(job, -ECANCELED, 0);
+  return make_int(env, 0);
+}
+#endif
+
 static napi_value init(napi_env env, napi_value exports) {
   napi_property_descriptor props[] = {
       {"socket", NULL, js_socket, NULL, NULL, NULL, napi_enumerable, NULL},
@@ -337,6 +783,11 @@ static napi_value init(napi_env env, napi_value exports) {
       {"originalDst", NULL, js_original_dst, NULL, NULL, NULL, napi_enumerable, NULL},
       {"setConnectTimeout", NULL, js_set_connect_timeout, NULL, NULL, NULL, napi_enumerable, NULL},
       {"close", NULL, js_close, NULL, NULL, NULL, napi_enumerable, NULL},
+#ifdef __linux__
+      {"relay", NULL, js_relay, NULL, NULL, NULL, napi_enumerable, NULL},
+      {"relayStats", NULL, js_relay_stats, NULL, NULL, NULL, napi_enumerable, NULL},
+      {"relayCancel", NULL, js_relay_cancel, NULL, NULL, NULL, napi_enumerable, NULL},
+#endif
   };
   if (napi_define_properties(env, exports, sizeof(props) / sizeof(props[0]), props) != napi_ok) return NULL;
   return exports;

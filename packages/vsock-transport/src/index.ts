@@ -53,11 +53,24 @@ export {
   SystemError,
   TransportError,
   type TransportErrorCode,
+  type TransportErrorOptions,
   UnreachableError,
   UnsupportedSocketError,
   VsockUnavailableError,
 } from './errors.js'
-export { type ConnectOptions, DEFAULTS, type DevModeOptions, type ListenOptions } from './options.js'
+export {
+  type ConnectOptions,
+  DEFAULTS,
+  type DevModeOptions,
+  type ListenOptions,
+  type ResolvedDevMode,
+} from './options.js'
+export {
+  type KernelRelay,
+  type KernelRelayResult,
+  type KernelRelayUnavailable,
+  kernelRelay,
+} from './relay.js'
 export { localCid, type OriginalDestination, originalDestination } from './sockopt.js'
 
 /**

@@ -178,6 +178,12 @@ async function run(app: string[], options: RunOptions, ctx: CommandContext): Pro
       const vsockDir = join(configDir, 'vsock')
       mkdirSync(vsockDir)
       egressDev = { dir: vsockDir, cid: 3 }
+      if (manifest.egress?.transparent)
+        // odyn says so too, but its own log shows only with --debug-mode under the simulator.
+        ctx.logger.warn(
+          { egress: 'transparent' },
+          "transparent egress needs a real enclave: under --simulate the app's direct TCP connections are NOT intercepted (this machine's firewall is left alone); only proxy-aware clients (http_proxy/https_proxy) go through egress",
+        )
       const pcrs: Record<number, string> = {}
       for (const [name, value] of Object.entries(measurements)) {
         const index = /^PCR(\d+)$/.exec(name)?.[1]

@@ -7,7 +7,7 @@ export async function listenCommand(
   config: PipelineConfig,
   logger: Logger,
 ): Promise<number> {
-  const options = await serverOptions(flags, config)
+  const options = await serverOptions(flags, config, logger)
   const server = await createPipelineServer(options, { logger })
   // One line on stdout so scripts can learn the key to pin and the bound address.
   process.stdout.write(`${JSON.stringify({ listening: server.address, fingerprint: server.fingerprint })}\n`)

@@ -38,7 +38,7 @@ export async function runCommand(
   if ((flags.command === undefined) === (argv.length === 0)) {
     throw new InvalidOptionError('run needs either --command "..." or a command after --, not both')
   }
-  const client = createPipelineClient(await clientOptions(flags, config), { logger })
+  const client = createPipelineClient(await clientOptions(flags, config, logger), { logger })
   const noWait = flags.wait === false
   let running: RunningCommand | undefined
   let interrupts = 0

@@ -28,7 +28,7 @@ export async function transferCommand(
   const isDir = kind.endsWith('-dir')
   const local = required(isDir ? flags.localdir : flags.localpath, isDir ? '--localdir' : '--localpath')
   const remote = required(isDir ? flags.remotedir : flags.remotepath, isDir ? '--remotedir' : '--remotepath')
-  const client: PipelineClient = createPipelineClient(await clientOptions(flags, config), { logger })
+  const client: PipelineClient = createPipelineClient(await clientOptions(flags, config, logger), { logger })
   const abort = new AbortController()
   let caught: NodeJS.Signals | undefined
   const onSignal = (signal: NodeJS.Signals) => {

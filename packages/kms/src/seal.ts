@@ -1,6 +1,6 @@
 /**
- * Test-only: seals a plaintext the way KMS builds CiphertextForRecipient, so the fake KMS and the
- * CMS tests can produce real envelopes. Not part of the package's public API.
+ * Seals a plaintext the way KMS builds CiphertextForRecipient: for the development KMS endpoint
+ * (dev-endpoint.ts) and the CMS tests. Not exported from the package root.
  */
 
 import {
@@ -27,8 +27,8 @@ import {
 import { id_mgf1, id_pSpecified, id_RSAES_OAEP, id_sha256, RsaEsOaepParams } from '@peculiar/asn1-rsa'
 import { AsnConvert, OctetString } from '@peculiar/asn1-schema'
 import { AlgorithmIdentifier, SubjectKeyIdentifier } from '@peculiar/asn1-x509'
-import { ID_AES256_CBC } from '../src/cms.js'
-import { InvalidOptionError } from '../src/errors.js'
+import { ID_AES256_CBC } from './cms.js'
+import { InvalidOptionError } from './errors.js'
 
 /**
  * Builds an envelope like the ones KMS sends (DER; subjectKeyIdentifier = SHA-256 of the SPKI),
