@@ -1,12 +1,12 @@
-import { DEFAULT_CONFIG_PATH, isPipelineError, type Logger, loadConfig } from '@enclave/pipeline-cli'
+import { DEFAULT_CONFIG_PATH, isPipelineError, loadConfig } from '@enclave/pipeline-cli'
 import { Command, CommanderError, InvalidArgumentError, Option } from 'commander'
-import pino from 'pino'
 import { GEORGE, PASCAL } from './cats.js'
 import { fingerprintCommand, keygenCommand } from './commands/keygen.js'
 import { listenCommand } from './commands/listen.js'
 import { type RunFlags, runCommand } from './commands/run.js'
 import { type TransferKind, transferCommand } from './commands/transfer.js'
 import { EXIT, exitCodeFor } from './exit-codes.js'
+import { createLogger } from './logger.js'
 
 const EXEC_WARNING = `--allow-exec lets every authorized client run any command as this server's user.
 An attestation of an enclave whose pipeline runs with --allow-exec therefore says only "this
@@ -88,13 +88,6 @@ function connectionOptions(command: Command, role: 'client' | 'server'): Command
   return command
 }
 
-function makeLogger(level: string, fallback: string): Logger {
-  return pino(
-    { level: level || fallback, base: undefined },
-    pino.destination({ fd: 2, sync: true }),
-  ) as unknown as Logger
-}
-
 async function main(argv: string[]): Promise<number> {
   const first = argv[0]
   if (first === '-g' || first === '--george') {
@@ -127,7 +120,7 @@ async function main(argv: string[]): Promise<number> {
     const globals = program.opts<{ config: string; logLevel?: string }>()
     const explicit = program.getOptionValueSource('config') === 'cli'
     const config = await loadConfig(globals.config, { explicit })
-    return { config, logger: makeLogger(globals.logLevel ?? config.log_level ?? '', fallbackLevel) }
+    return { config, logger: createLogger((globals.logLevel ?? config.log_level ?? '') || fallbackLevel) }
   }
 
   connectionOptions(

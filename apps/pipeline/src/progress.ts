@@ -1,9 +1,14 @@
+import { createRequire } from 'node:module'
 import type { ProgressListener } from '@enclave/pipeline-cli'
-import cliProgress from 'cli-progress'
+import type cliProgressModule from 'cli-progress'
+
+const require = createRequire(import.meta.url)
 
 /** A progress bar on stderr when it is a terminal; otherwise nothing (logs and pipes stay clean). */
 export function progressBar(label: string): { listener: ProgressListener | undefined; stop(): void } {
   if (!process.stderr.isTTY) return { listener: undefined, stop: () => undefined }
+  // Loaded here, not at start: only a transfer on a terminal draws a bar.
+  const cliProgress = require('cli-progress') as typeof cliProgressModule
   const bar = new cliProgress.SingleBar(
     {
       stream: process.stderr,

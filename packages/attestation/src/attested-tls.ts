@@ -13,8 +13,7 @@
 import { createHash, createPublicKey, X509Certificate } from 'node:crypto'
 import { isIP } from 'node:net'
 import * as tls from 'node:tls'
-import { AsnConvert, OctetString } from '@peculiar/asn1-schema'
-import { Certificate, id_ce_subjectAltName, SubjectAlternativeName } from '@peculiar/asn1-x509'
+import { asn1, OID } from './asn1.js'
 import { bytesEqual, derToPem } from './bytes.js'
 import { AttestedPeerError, InvalidOptionError } from './errors.js'
 import type { Nsm } from './nsm.js'
@@ -100,6 +99,7 @@ export async function createAttestedTlsCredentials(
         : { userData: spkiDigest(spki), nonce },
   )
   const now = Date.now()
+  const { AsnConvert, OctetString } = asn1().schema
   const der = await issueCertificate({
     subject: 'CN=enclave attested TLS',
     publicKey: key.cryptoKey.publicKey,
@@ -125,12 +125,14 @@ export function spkiDigest(spki: Uint8Array): Uint8Array {
  * interoperability with Evervault enclaves) a subjectAltName dNSName "<document hex>.<host>".
  */
 export function attestationFromCertificate(certDer: Uint8Array): Uint8Array | undefined {
+  const { AsnConvert, OctetString } = asn1().schema
+  const { Certificate, SubjectAlternativeName } = asn1().x509
   try {
     const cert = AsnConvert.parse(certDer, Certificate)
     const extensions = cert.tbsCertificate.extensions ?? []
     const ext = extensions.find((e) => e.extnID === ATTESTATION_EXTENSION_OID)
     if (ext) return new Uint8Array(AsnConvert.parse(ext.extnValue, OctetString).buffer)
-    const san = extensions.find((e) => e.extnID === id_ce_subjectAltName)
+    const san = extensions.find((e) => e.extnID === OID.subjectAltName)
     if (!san) return undefined
     for (const name of AsnConvert.parse(san.extnValue, SubjectAlternativeName)) {
       // "<document hex>.<host>": a COSE_Sign1 in hex starts 8444a1013822 (untagged, ES384)

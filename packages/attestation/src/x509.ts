@@ -5,19 +5,7 @@
  */
 
 import { createHash, type KeyObject, X509Certificate } from 'node:crypto'
-import { AsnConvert } from '@peculiar/asn1-schema'
-import {
-  BasicConstraints,
-  Certificate,
-  id_ce_authorityKeyIdentifier,
-  id_ce_basicConstraints,
-  id_ce_extKeyUsage,
-  id_ce_keyUsage,
-  id_ce_subjectAltName,
-  id_ce_subjectKeyIdentifier,
-  KeyUsage,
-  KeyUsageFlags,
-} from '@peculiar/asn1-x509'
+import { asn1, KEY_USAGE, OID } from './asn1.js'
 import { MalformedError } from './errors.js'
 
 export interface CertInfo {
@@ -38,37 +26,39 @@ export interface CertInfo {
   readonly unknownCritical: readonly string[]
 }
 
-const UNDERSTOOD = new Set([
-  id_ce_basicConstraints,
-  id_ce_keyUsage,
-  id_ce_extKeyUsage,
-  id_ce_subjectAltName,
-  id_ce_subjectKeyIdentifier,
-  id_ce_authorityKeyIdentifier,
+const UNDERSTOOD = new Set<string>([
+  OID.basicConstraints,
+  OID.keyUsage,
+  OID.extKeyUsage,
+  OID.subjectAltName,
+  OID.subjectKeyIdentifier,
+  OID.authorityKeyIdentifier,
 ])
 
 export function fingerprintOf(der: Uint8Array): string {
   return createHash('sha256').update(der).digest('hex')
 }
 
-export const KEY_CERT_SIGN = KeyUsageFlags.keyCertSign
-export const DIGITAL_SIGNATURE = KeyUsageFlags.digitalSignature
+export const KEY_CERT_SIGN = KEY_USAGE.keyCertSign
+export const DIGITAL_SIGNATURE = KEY_USAGE.digitalSignature
 
 /** Parses a DER certificate; throws MalformedError naming `label` when it does not parse. */
 export function parseCertificate(der: Uint8Array, label: string, fingerprint = fingerprintOf(der)): CertInfo {
   try {
     const x509 = new X509Certificate(der)
+    const { AsnConvert } = asn1().schema
+    const { BasicConstraints, Certificate, KeyUsage } = asn1().x509
     const asn = AsnConvert.parse(der, Certificate)
     let isCA = false
     let pathLen: number | undefined
     let keyUsage: number | undefined
     const unknownCritical: string[] = []
     for (const ext of asn.tbsCertificate.extensions ?? []) {
-      if (ext.extnID === id_ce_basicConstraints) {
+      if (ext.extnID === OID.basicConstraints) {
         const bc = AsnConvert.parse(ext.extnValue, BasicConstraints)
         isCA = bc.cA
         pathLen = bc.pathLenConstraint
-      } else if (ext.extnID === id_ce_keyUsage) {
+      } else if (ext.extnID === OID.keyUsage) {
         keyUsage = AsnConvert.parse(ext.extnValue, KeyUsage).toNumber()
       } else if (ext.critical && !UNDERSTOOD.has(ext.extnID)) {
         unknownCritical.push(ext.extnID)

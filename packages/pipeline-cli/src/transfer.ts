@@ -63,7 +63,7 @@ const READ_AHEAD = 2
 /**
  * Streams an opened file as `file` data frames, then `{type:'end', size, sha256}`. Each read
  * lands directly in frame layout (FileFrames), so the bytes are never copied before TLS encrypts
- * them. Memory stays at READ_AHEAD + 1 reads. A file that grows or shrinks while being read fails
+ * them. Memory stays at READ_AHEAD + 2 reads. A file that grows or shrinks while being read fails
  * the transfer.
  */
 export async function sendFileBody(
@@ -93,6 +93,9 @@ export async function sendFileBody(
     return pending
   }
   const ahead: Promise<{ frames: FileFrames; length: number }>[] = []
+  // The previous read's frames, still going out: the next one is hashed meanwhile, instead of
+  // the socket sitting idle while this thread hashes and the hash waiting while the socket drains.
+  let sending: Promise<void> = Promise.resolve()
   try {
     for (let i = 0; i < READ_AHEAD; i++) ahead.push(read())
     for (;;) {
@@ -103,12 +106,16 @@ export async function sendFileBody(
       const last = length < size
       if (!last) ahead.push(read())
       for (const body of frames.fill(length)) hash.update(body)
-      await channel.sendFrames(frames)
-      progress.listener?.(progress.base + sent, progress.total)
+      await sending
+      progress.listener?.(progress.base + sent - length, progress.total)
+      sending = channel.sendFrames(frames)
+      sending.catch(() => undefined)
       if (last) break
     }
+    await sending
+    progress.listener?.(progress.base + sent, progress.total)
   } finally {
-    await Promise.allSettled(ahead)
+    await Promise.allSettled([...ahead, sending])
     await file.handle.close().catch(() => undefined)
   }
   if (sent !== file.size) {

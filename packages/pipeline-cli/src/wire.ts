@@ -90,7 +90,8 @@ export interface ChannelLimits {
 /**
  * One session's framed, bidirectional message stream over a (TLS) socket. Reading is pull-based
  * (`next()`), so an idle reader stops the socket and the peer feels TCP backpressure; `send*()`
- * resolve once the socket can take more, so a writer never buffers more than one chunk.
+ * resolve once the socket can take more, so a writer never buffers more than the TLS socket's
+ * high-water mark (1 MiB, see tls.ts) plus the one write that crossed it.
  */
 export class Channel {
   readonly #socket: Duplex
