@@ -92,10 +92,14 @@ export function createPemSigner(options: PemSignerOptions): EifSigner {
 /** Parses an X.509 certificate given as PEM text/bytes or DER. */
 export function parseCertificate(input: string | Uint8Array, where: EifErrorLocation = {}): X509Certificate {
   try {
-    return new X509Certificate(typeof input === 'string' ? input : Buffer.from(input))
+    const certificate = new X509Certificate(typeof input === 'string' ? input : Buffer.from(input))
+    // OpenSSL decodes the subject public key only when asked: a damaged key would otherwise
+    // surface later as an untyped ERR_OSSL_EVP_DECODE_ERROR from the signature check.
+    void certificate.publicKey
+    return certificate
   } catch (cause) {
     throw new EifBadCertificateError(
-      'the signing certificate is not a valid X.509 certificate (PEM or DER)',
+      'the signing certificate is not a valid X.509 certificate with a readable public key (PEM or DER)',
       {
         ...where,
         cause,

@@ -17,6 +17,7 @@ import {
   signEif,
   writeEif,
 } from '../src/index.js'
+import { parseCertificate } from '../src/signing.js'
 import { type Curve, makeKeyAndCert, sampleSections } from './helpers.js'
 
 let tmp: { path: string; remove: () => void }
@@ -270,6 +271,20 @@ describe('signed EIFs', () => {
     expect(() => createPemSigner({ privateKey: keys['P-256'].keyPem, certificate: 'garbage' })).toThrow(
       EifBadCertificateError,
     )
+  })
+
+  it('a signing certificate whose public key does not decode is a typed error (found by fuzzing)', () => {
+    // The certificate's EC point starts with 0x04 (uncompressed); 0x41 is no valid point encoding.
+    // OpenSSL still parses such a certificate and fails only when its key is read.
+    const certificate = new X509Certificate(keys['P-384'].certPem)
+    const point = certificate.publicKey.export({ type: 'spki', format: 'der' }).subarray(-97)
+    const der = Buffer.from(certificate.raw)
+    const at = der.indexOf(point)
+    expect(at).toBeGreaterThan(0)
+    der[at] = 0x41
+    expect(() => new X509Certificate(der).publicKey).toThrow() // what the reader used to leak
+    expect(() => parseCertificate(der)).toThrow(EifBadCertificateError)
+    expect(() => parseCertificate(der)).toThrow(/readable public key/)
   })
 
   it('keeps the 32nd section slot for the signature', async () => {
