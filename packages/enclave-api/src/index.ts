@@ -9,7 +9,6 @@
  * ```
  */
 
-export type { Logger } from '@enclave/tunnel'
 export { ENCRYPTION_INFO, NONCE_LENGTH } from './encryption.js'
 export {
   BadRequestError,
@@ -24,6 +23,7 @@ export {
   NsmFailedError,
   ReplayedNonceError,
 } from './errors.js'
+export type { Logger } from './logger.js'
 export { DEFAULTS as ENCLAVE_API_DEFAULTS, type EnclaveApiOptions } from './options.js'
 export {
   type ApiNsm,

@@ -11,7 +11,6 @@
  * ```
  */
 
-export type { Logger } from '@enclave/tunnel'
 export { ATTESTING_ACTIONS, type AttestingAction } from './actions.js'
 export {
   CMS_MAX_SIZE,
@@ -42,6 +41,7 @@ export {
   UnsupportedCmsError,
   UpstreamFailedError,
 } from './errors.js'
+export type { Logger } from './logger.js'
 export { type KmsProxy, type KmsProxyDeps, type KmsProxyOptions, startKmsProxy } from './proxy.js'
 export {
   createRecipient,
