@@ -16,10 +16,10 @@ const failedTests = []
 /** Tests that failed once and passed on their retry. */
 const flakyTests = []
 
-function step(name, command, args, { counts } = {}) {
+function step(name, command, args, { counts, extraEnv = {} } = {}) {
   console.log(`\n=== ${name}: ${command} ${args.join(' ')} (node ${process.version})`)
   const started = Date.now()
-  const result = spawnSync(command, args, { stdio: 'inherit', env })
+  const result = spawnSync(command, args, { stdio: 'inherit', env: { ...env, ...extraEnv } })
   const seconds = ((Date.now() - started) / 1000).toFixed(1)
   const ok = result.status === 0
   console.log(`=== ${name}: ${ok ? 'ok' : `FAILED (exit ${result.status ?? result.signal})`} in ${seconds} s`)
@@ -38,7 +38,6 @@ function vitest(name, args, extraEnv = {}) {
   const reportDir = mkdtempSync(join(tmpdir(), 'enclave-vitest-'))
   const report = join(reportDir, 'report.json')
   const flakyReport = join(reportDir, 'flaky.txt')
-  Object.assign(env, extraEnv, { ENCLAVE_FLAKY_REPORT: flakyReport })
   const reporter = join(import.meta.dirname, 'flaky-reporter.mjs')
   step(
     name,
@@ -55,6 +54,7 @@ function vitest(name, args, extraEnv = {}) {
       ...args,
     ],
     {
+      extraEnv: { ...extraEnv, ENCLAVE_FLAKY_REPORT: flakyReport },
       counts: () => {
         try {
           const json = JSON.parse(readFileSync(report, 'utf8'))
@@ -72,7 +72,6 @@ function vitest(name, args, extraEnv = {}) {
       },
     },
   )
-  for (const key of [...Object.keys(extraEnv), 'ENCLAVE_FLAKY_REPORT']) delete env[key]
 }
 
 step('lint', 'pnpm', ['lint'])

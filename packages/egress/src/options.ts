@@ -107,3 +107,39 @@ export function integer(name: string, value: unknown, min: number, max: number):
   }
   return value
 }
+
+/** The host-half and connection settings the CONNECT proxy and the transparent listener share. */
+export interface ResolvedTunnelSettings {
+  readonly hostAddress: string
+  readonly connectTimeoutMs: number
+  readonly replyTimeoutMs: number
+  readonly idleTimeoutMs: number
+  readonly maxConnections: number
+  readonly dev: DevModeOptions | false | undefined
+}
+
+/** Validates and defaults those settings once, for either listener. */
+export function resolveTunnelSettings(
+  options: EgressProxyOptions | EgressTransparentOptions,
+): ResolvedTunnelSettings {
+  const timeout = (name: 'connectTimeoutMs' | 'replyTimeoutMs') =>
+    integer(name, options[name] ?? PROXY_DEFAULTS[name], 1, 600_000)
+  return {
+    hostAddress: options.hostAddress ?? PROXY_DEFAULTS.hostAddress,
+    connectTimeoutMs: timeout('connectTimeoutMs'),
+    replyTimeoutMs: timeout('replyTimeoutMs'),
+    idleTimeoutMs: integer(
+      'idleTimeoutMs',
+      options.idleTimeoutMs ?? PROXY_DEFAULTS.idleTimeoutMs,
+      0,
+      2_147_483_647,
+    ),
+    maxConnections: integer(
+      'maxConnections',
+      options.maxConnections ?? PROXY_DEFAULTS.maxConnections,
+      1,
+      1_000_000,
+    ),
+    dev: options.dev,
+  }
+}

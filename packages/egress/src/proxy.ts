@@ -11,7 +11,13 @@ import type { Duplex } from 'node:stream'
 import { pipeConnection, silentLogger } from '@enclave/tunnel'
 import { tunnelOpener } from './client.js'
 import { DialFailedError, EgressError, HostUnreachableError, InvalidOptionsError } from './errors.js'
-import { type Context, type EgressProxyOptions, integer, PROXY_DEFAULTS } from './options.js'
+import {
+  type Context,
+  type EgressProxyOptions,
+  integer,
+  PROXY_DEFAULTS,
+  resolveTunnelSettings,
+} from './options.js'
 import { compilePolicy } from './policy.js'
 
 /** A running in-enclave egress proxy. */
@@ -77,44 +83,14 @@ export async function startEgressProxy(
     throw new InvalidOptionsError('startEgressProxy() needs an options object with `policy`')
   const policy = compilePolicy(options.policy)
   const port = integer('port', options.port ?? PROXY_DEFAULTS.port, 0, 65535)
-  const hostAddress = options.hostAddress ?? PROXY_DEFAULTS.hostAddress
-  const connectTimeoutMs = integer(
-    'connectTimeoutMs',
-    options.connectTimeoutMs ?? PROXY_DEFAULTS.connectTimeoutMs,
-    1,
-    600_000,
-  )
-  const replyTimeoutMs = integer(
-    'replyTimeoutMs',
-    options.replyTimeoutMs ?? PROXY_DEFAULTS.replyTimeoutMs,
-    1,
-    600_000,
-  )
-  const idleTimeoutMs = integer(
-    'idleTimeoutMs',
-    options.idleTimeoutMs ?? PROXY_DEFAULTS.idleTimeoutMs,
-    0,
-    2_147_483_647,
-  )
-  const maxConnections = integer(
-    'maxConnections',
-    options.maxConnections ?? PROXY_DEFAULTS.maxConnections,
-    1,
-    1_000_000,
-  )
-  const devOption = options.dev === undefined ? {} : { dev: options.dev }
+  const settings = resolveTunnelSettings(options)
+  const { hostAddress, idleTimeoutMs, maxConnections } = settings
   const log = logger.child({ component: 'egress-proxy' })
   let active = 0
   // CONNECT sockets leave the HTTP server's bookkeeping once upgraded: close() cuts them here.
   const tunnels = new Set<Socket>()
 
-  const openTunnel = tunnelOpener({
-    policy,
-    hostAddress,
-    connectTimeoutMs,
-    replyTimeoutMs,
-    dev: devOption.dev,
-  })
+  const openTunnel = tunnelOpener({ policy, ...settings })
 
   const asEgressError = (error: unknown): EgressError =>
     error instanceof EgressError ? error : new HostUnreachableError(hostAddress, { cause: error })

@@ -8,6 +8,7 @@ import {
   type EgressTransparentOptions,
   integer,
   PROXY_DEFAULTS,
+  resolveTunnelSettings,
   TRANSPARENT_DEFAULTS,
 } from './options.js'
 import { compilePolicy } from './policy.js'
@@ -38,35 +39,9 @@ export async function startTransparentEgress(
   const policy = compilePolicy(options.policy)
   const port = integer('port', options.port ?? TRANSPARENT_DEFAULTS.port, 0, 65535)
   const listenHost = options.listenHost ?? TRANSPARENT_DEFAULTS.listenHost
-  const idleTimeoutMs = integer(
-    'idleTimeoutMs',
-    options.idleTimeoutMs ?? PROXY_DEFAULTS.idleTimeoutMs,
-    0,
-    2_147_483_647,
-  )
-  const maxConnections = integer(
-    'maxConnections',
-    options.maxConnections ?? PROXY_DEFAULTS.maxConnections,
-    1,
-    1_000_000,
-  )
-  const open = tunnelOpener({
-    policy,
-    hostAddress: options.hostAddress ?? PROXY_DEFAULTS.hostAddress,
-    connectTimeoutMs: integer(
-      'connectTimeoutMs',
-      options.connectTimeoutMs ?? PROXY_DEFAULTS.connectTimeoutMs,
-      1,
-      600_000,
-    ),
-    replyTimeoutMs: integer(
-      'replyTimeoutMs',
-      options.replyTimeoutMs ?? PROXY_DEFAULTS.replyTimeoutMs,
-      1,
-      600_000,
-    ),
-    dev: options.dev,
-  })
+  const settings = resolveTunnelSettings(options)
+  const { idleTimeoutMs, maxConnections } = settings
+  const open = tunnelOpener({ policy, ...settings })
   const log = logger.child({ component: 'egress-transparent' })
   const sockets = new Set<Socket>()
   let total = 0

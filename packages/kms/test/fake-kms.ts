@@ -3,11 +3,9 @@
  * CMS envelopes) with a fresh loopback certificate and a verifier pinned to the given root.
  */
 
-import { execFileSync } from 'node:child_process'
 import { readFileSync } from 'node:fs'
-import { join } from 'node:path'
 import { createAttestationVerifier } from '@enclave/attestation'
-import { makeTempDir } from '@enclave/test-helpers'
+import { makeCa, makeLeaf, makeTempDir } from '@enclave/test-helpers'
 import { type DevKmsEndpoint, startDevKmsEndpoint } from '../src/dev-endpoint.js'
 
 export interface FakeKmsOptions {
@@ -24,36 +22,17 @@ export interface FakeKms extends DevKmsEndpoint {
   readonly caPem: string
 }
 
-/** A self-signed certificate for 127.0.0.1, made with openssl. */
+/**
+ * A certificate for 127.0.0.1 (test-helpers' CA and leaf): `cert` holds the leaf followed by its
+ * CA, so it serves as the server's chain and as a client's trust anchor alike.
+ */
 export function makeLoopbackCert(): { key: string; cert: string } {
   const dir = makeTempDir('fake-kms-')
   try {
-    const key = join(dir.path, 'key.pem')
-    const cert = join(dir.path, 'cert.pem')
-    execFileSync(
-      'openssl',
-      [
-        'req',
-        '-x509',
-        '-newkey',
-        'ec',
-        '-pkeyopt',
-        'ec_paramgen_curve:P-256',
-        '-nodes',
-        '-keyout',
-        key,
-        '-out',
-        cert,
-        '-days',
-        '1',
-        '-subj',
-        '/CN=127.0.0.1',
-        '-addext',
-        'subjectAltName=IP:127.0.0.1',
-      ],
-      { stdio: 'ignore' },
-    )
-    return { key: readFileSync(key, 'utf8'), cert: readFileSync(cert, 'utf8') }
+    const ca = makeCa(dir.path, 'ca')
+    const leaf = makeLeaf(dir.path, 'server', ca, { san: 'IP:127.0.0.1' })
+    const read = (path: string) => readFileSync(path, 'utf8')
+    return { key: read(leaf.key), cert: read(leaf.cert) + read(ca.cert) }
   } finally {
     dir.remove()
   }
