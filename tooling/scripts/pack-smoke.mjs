@@ -1,14 +1,16 @@
 #!/usr/bin/env node
 // Proves the foundation packages install and work alone: packs @enclave/protocol,
-// @enclave/vsock-transport and @enclave/tunnel with `pnpm pack`, installs the tarballs with
-// plain npm into an empty folder (no workspace, no pnpm), and forwards bytes through them there.
+// @enclave/vsock-transport, @enclave/tunnel and @enclave/supervisor (with @enclave/addon-install,
+// the install script of the addon packages) with `pnpm pack`, installs the tarballs with plain npm
+// into an empty folder (no workspace, no pnpm), forwards bytes through them there and has the
+// supervisor's prebuilt reaper addon reap a real orphan.
 import { execFileSync } from 'node:child_process'
 import { mkdtempSync, readdirSync, rmSync, writeFileSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join, resolve } from 'node:path'
 
 const root = resolve(import.meta.dirname, '../..')
-const packages = ['protocol', 'vsock-transport', 'tunnel']
+const packages = ['addon-install', 'protocol', 'vsock-transport', 'tunnel', 'supervisor']
 const work = mkdtempSync(join(tmpdir(), 'enclave-pack-'))
 const run = (cmd, args, cwd) =>
   execFileSync(cmd, args, { cwd, stdio: ['ignore', 'pipe', 'inherit'], encoding: 'utf8' })
@@ -35,6 +37,8 @@ import { encodeOriginalDestination } from '@enclave/protocol'
 import { existsSync } from 'node:fs'
 import { parseAddress, formatAddress, listen, localCid } from '@enclave/vsock-transport'
 import { forward } from '@enclave/tunnel'
+import { createReaper } from '@enclave/supervisor'
+import { spawn } from 'node:child_process'
 
 if (encodeOriginalDestination({ host: '1.2.3.4', port: 443 }).toString('hex') !== '0404030201bb01') throw new Error('protocol: header bytes differ')
 if (formatAddress(parseAddress('vsock://any:5000')) !== 'vsock://any:5000') throw new Error('transport: address round trip')
@@ -55,6 +59,20 @@ if (existsSync('/dev/vsock')) {
   await new Promise((done) => server.close(done))
   console.log('vsock listen ok (local CID ' + localCid() + ')')
 }
+// The reaper addon (a prebuild in the tarball) makes this process a subreaper: the shell's
+// background sleep, orphaned when the shell exits, becomes our child, and a sweep reaps it.
+const quiet = { debug() {}, info() {}, warn() {}, error() {}, child() { return quiet } }
+const reaper = createReaper({ ownPids: new Set() }, quiet)
+const shell = spawn('sh', ['-c', 'sleep 0.2 & echo $!'], { stdio: ['ignore', 'pipe', 'inherit'] })
+let orphan = ''
+for await (const chunk of shell.stdout) orphan += chunk
+const reaped = []
+for (let i = 0; i < 60 && !reaped.includes(Number(orphan)); i++) {
+  await new Promise((done) => setTimeout(done, 50))
+  reaped.push(...reaper.sweep())
+}
+reaper.stop()
+if (!reaped.includes(Number(orphan))) throw new Error('supervisor: orphan ' + orphan.trim() + ' was not reaped (got ' + reaped + ')')
 console.log('esm ok')
 `
   writeFileSync(join(app, 'smoke.mjs'), esm)

@@ -7,7 +7,6 @@ import {
   type Context,
   type EgressTransparentOptions,
   integer,
-  PROXY_DEFAULTS,
   resolveTunnelSettings,
   TRANSPARENT_DEFAULTS,
 } from './options.js'
