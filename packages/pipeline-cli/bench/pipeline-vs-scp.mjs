@@ -3,7 +3,7 @@
 // and raw socat (the unencrypted limit), and `pipeline run -- true` against `ssh 127.0.0.1 true`.
 // Needs: the built `pipeline` app, socat, ssh/scp, /usr/sbin/sshd (apt-get install openssh-server).
 // Usage: node bench/pipeline-vs-scp.mjs   (BENCH_MIB=1024 file size, BENCH_RUNS=2 transfer runs,
-// BENCH_LATENCY_RUNS=5). Everything lives in a temp folder and is removed at the end.
+// BENCH_LATENCY_RUNS=5, BENCH_ONLY=<regexp> of contender names). Everything lives in a temp folder and is removed at the end.
 import { execFileSync, spawn } from 'node:child_process'
 import { createHash, randomBytes } from 'node:crypto'
 import {
@@ -206,7 +206,11 @@ async function main() {
   // Contenders run in rounds (pipeline, scp, socat, then again), not all runs of one then the
   // next, so a change in the machine's load hits every contender alike.
   const contenders = []
-  const bench = (name, fn, check) => contenders.push({ name, fn, check, samples: [] })
+  // BENCH_ONLY=<regexp> keeps the contenders whose name matches (e.g. "recv" or "pipeline").
+  const only = process.env.BENCH_ONLY ? new RegExp(process.env.BENCH_ONLY) : undefined
+  const bench = (name, fn, check) => {
+    if (!only || only.test(name)) contenders.push({ name, fn, check, samples: [] })
+  }
   const runRounds = async () => {
     for (let i = 0; i < RUNS; i++) {
       for (const contender of contenders) {
@@ -236,6 +240,9 @@ async function main() {
     join(remote, 'up.bin'),
   )
   execFileSync('cp', [source, join(remote, 'down.bin')])
+  // The 2 GiB just written would otherwise reach the disk ~30 s later (the kernel's writeback
+  // delay), in the middle of the rounds, and slow down only the contender that fsyncs (pipeline).
+  execFileSync('sync')
   bench(
     'pipeline recv-file',
     () =>

@@ -1,6 +1,7 @@
 import { createCipheriv, createHash } from 'node:crypto'
-import { createReadStream, createWriteStream, readdirSync, rmSync, statSync } from 'node:fs'
+import { createWriteStream, readdirSync, rmSync, statSync } from 'node:fs'
 import { join } from 'node:path'
+import { sha256OfFile } from '@enclave/test-helpers'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import { type Fixture, startFixture } from './setup.js'
 
@@ -29,12 +30,6 @@ async function writeSeededFile(path: string, mib: number, seed: string): Promise
   return hash.digest('hex')
 }
 
-async function sha256Stream(path: string): Promise<string> {
-  const hash = createHash('sha256')
-  for await (const chunk of createReadStream(path, { highWaterMark: MIB })) hash.update(chunk as Buffer)
-  return hash.digest('hex')
-}
-
 describe('a 1 GiB file over unix://', () => {
   let fx: Fixture
   beforeAll(async () => {
@@ -51,11 +46,11 @@ describe('a 1 GiB file over unix://', () => {
       const sent = await fx.client().sendFile(local, 'big/gib.bin')
       expect(sent).toEqual({ size: GIB_IN_MIB * MIB, sha256: expected })
       expect(statSync(remote).size).toBe(GIB_IN_MIB * MIB)
-      expect(await sha256Stream(remote)).toBe(expected)
+      expect(await sha256OfFile(remote)).toBe(expected)
 
       const received = await fx.client().recvFile('big/gib.bin', back)
       expect(received).toEqual({ size: GIB_IN_MIB * MIB, sha256: expected })
-      expect(await sha256Stream(back)).toBe(expected)
+      expect(await sha256OfFile(back)).toBe(expected)
       const leftovers = readdirSync(fx.dir, { recursive: true }).filter((name) =>
         String(name).endsWith('.tmp'),
       )

@@ -6,6 +6,7 @@
 export { makeCa, makeLeaf, type Pem } from './certs.js'
 export { type CliResult, runCli } from './cli.js'
 export { countOpenFds } from './fds.js'
+export { peakRssOf, sha256OfFile } from './files.js'
 export { type DeadPort, holdDeadPort } from './ports.js'
 export { makeTempDir } from './temp.js'
 export { waitFor } from './wait.js'
