@@ -11,7 +11,7 @@ import {
   writeSync,
 } from 'node:fs'
 import { join } from 'node:path'
-import { makeTempDir, peakRssOf, sha256OfFile, waitFor } from '@enclave/test-helpers'
+import { type CliResult, makeTempDir, peakRssOf, runCli, sha256OfFile, waitFor } from '@enclave/test-helpers'
 import { afterAll, describe, expect, it } from 'vitest'
 
 // Files stream with constant memory: a 4 GiB file goes there and back through the real CLI, and
@@ -44,13 +44,6 @@ function writeStampedSparseFile(path: string, size: number): void {
   }
 }
 
-interface Measured {
-  code: number | null
-  stdout: string
-  stderr: string
-  peakRss: number
-}
-
 /** Polls a process's VmHWM (monotonic) until it exits: the last sample is its peak. */
 function trackPeak(child: ChildProcess): { peak: () => number; stop: () => void } {
   let peak = 0
@@ -67,20 +60,17 @@ function trackPeak(child: ChildProcess): { peak: () => number; stop: () => void 
   }
 }
 
-async function runMeasured(args: string[]): Promise<Measured> {
-  const child = spawn(process.execPath, [bin, ...args], { env, stdio: ['ignore', 'pipe', 'pipe'] })
-  const tracker = trackPeak(child)
-  let stdout = ''
-  let stderr = ''
-  child.stdout!.on('data', (chunk: Buffer) => {
-    stdout += chunk
+async function runMeasured(args: string[]): Promise<CliResult & { peakRss: number }> {
+  let tracker: ReturnType<typeof trackPeak> | undefined
+  const result = await runCli(bin, args, {
+    env,
+    timeoutMs: 240_000,
+    onSpawn: (child) => {
+      tracker = trackPeak(child)
+    },
   })
-  child.stderr!.on('data', (chunk: Buffer) => {
-    stderr += chunk
-  })
-  const code = await new Promise<number | null>((resolve) => child.once('exit', resolve))
-  tracker.stop()
-  return { code, stdout, stderr, peakRss: tracker.peak() }
+  tracker!.stop()
+  return { ...result, peakRss: tracker!.peak() }
 }
 
 describe('a 4 GiB file through the pipeline CLI', () => {

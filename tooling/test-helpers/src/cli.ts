@@ -1,4 +1,4 @@
-import { spawn } from 'node:child_process'
+import { type ChildProcess, spawn } from 'node:child_process'
 
 export interface CliResult {
   code: number | null
@@ -9,7 +9,8 @@ export interface CliResult {
 
 /**
  * Runs a built CLI (a path to its JS entry) with the current Node and collects its output.
- * Kills it after `timeoutMs` so that a hung CLI fails the test instead of hanging it.
+ * Kills it after `timeoutMs` so that a hung CLI fails the test instead of hanging it. `onSpawn`
+ * sees the child process (to watch it while it runs).
  */
 export function runCli(
   entry: string,
@@ -19,7 +20,14 @@ export function runCli(
     env,
     input,
     cwd,
-  }: { timeoutMs?: number; env?: NodeJS.ProcessEnv; input?: string | Buffer; cwd?: string } = {},
+    onSpawn,
+  }: {
+    timeoutMs?: number
+    env?: NodeJS.ProcessEnv
+    input?: string | Buffer
+    cwd?: string
+    onSpawn?: (child: ChildProcess) => void
+  } = {},
 ): Promise<CliResult> {
   return new Promise((resolve, reject) => {
     const child = spawn(process.execPath, [entry, ...args], {
@@ -27,6 +35,7 @@ export function runCli(
       cwd,
       stdio: ['pipe', 'pipe', 'pipe'],
     })
+    onSpawn?.(child)
     const stdout: Buffer[] = []
     const stderr: Buffer[] = []
     child.stdout.on('data', (chunk: Buffer) => stdout.push(chunk))
