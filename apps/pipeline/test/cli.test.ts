@@ -1,4 +1,4 @@
-import { type ChildProcess, spawn } from 'node:child_process'
+import { type ChildProcess, spawn, spawnSync } from 'node:child_process'
 import { createHash, randomBytes } from 'node:crypto'
 import {
   existsSync,
@@ -152,6 +152,25 @@ describe('the issue’s dev-mode example, verbatim', () => {
     )
     expect(result.code).toBe(0)
     expect(sha(join(proot, 'big.bin'))).toBe(sha(join(temp.path, 'big.bin')))
+  })
+
+  it('send-file draws a progress bar on a terminal, and none into a pipe', async () => {
+    writeFileSync(join(temp.path, 'bar.bin'), randomBytes(8 << 20))
+    const args = ['send-file', '--dev', '--addr', `unix://${sock}`, '--localpath', 'bar.bin', '--remotepath']
+    // util-linux's script(1) gives the CLI a pseudo-terminal, as a user's shell would.
+    const command = [process.execPath, bin, ...args, 'bar-tty.bin'].map((word) => `'${word}'`).join(' ')
+    const onTerminal = spawnSync('script', ['-qec', command, '/dev/null'], {
+      env,
+      cwd: temp.path,
+      encoding: 'utf8',
+      timeout: 30_000,
+    })
+    expect(onTerminal.status, onTerminal.stderr).toBe(0)
+    expect(onTerminal.stdout).toMatch(/send-file \[\u2588+\] 100% \| 8\.0\/8\.0 MiB/)
+    const piped = await runCli(bin, [...args, 'bar-pipe.bin'], { env, cwd: temp.path })
+    expect(piped.code).toBe(0)
+    expect(piped.stderr).not.toContain('100%')
+    expect(sha(join(proot, 'bar-tty.bin'))).toBe(sha(join(temp.path, 'bar.bin')))
   })
 
   it('run exits 128+N when the command dies by signal N, and 124 on timeout', async () => {
