@@ -1,8 +1,8 @@
 #!/usr/bin/env node
 // Proves the foundation packages install and work alone: packs @enclave/protocol,
-// @enclave/vsock-transport, @enclave/tunnel and @enclave/supervisor (with @enclave/addon-install,
-// the install script of the addon packages) with `pnpm pack`, installs the tarballs with plain npm
-// into an empty folder (no workspace, no pnpm), forwards bytes through them there and has the
+// @enclave/vsock-transport, @enclave/tunnel and @enclave/supervisor (with their @enclave/logger
+// and @enclave/addon-install) with `pnpm pack`, installs the tarballs with plain npm into an empty
+// folder (no workspace, no pnpm), forwards bytes through them there and has the
 // supervisor's prebuilt reaper addon reap a real orphan.
 import { execFileSync } from 'node:child_process'
 import { mkdtempSync, readdirSync, rmSync, writeFileSync } from 'node:fs'
@@ -10,7 +10,7 @@ import { tmpdir } from 'node:os'
 import { join, resolve } from 'node:path'
 
 const root = resolve(import.meta.dirname, '../..')
-const packages = ['addon-install', 'protocol', 'vsock-transport', 'tunnel', 'supervisor']
+const packages = ['addon-install', 'logger', 'protocol', 'vsock-transport', 'tunnel', 'supervisor']
 const work = mkdtempSync(join(tmpdir(), 'enclave-pack-'))
 const run = (cmd, args, cwd) =>
   execFileSync(cmd, args, { cwd, stdio: ['ignore', 'pipe', 'inherit'], encoding: 'utf8' })

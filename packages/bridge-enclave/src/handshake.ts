@@ -1,4 +1,5 @@
 import type { Socket } from 'node:net'
+import { type Logger, silentLogger } from '@enclave/logger'
 import { encodeAck } from '@enclave/protocol'
 import { connect, type DevModeOptions } from '@enclave/vsock-transport'
 import { createBackoff } from './backoff.js'
@@ -10,7 +11,6 @@ import {
   MAX_HANDSHAKE_LINE_BYTES,
 } from './constants.js'
 import { AbortedError, HandshakeFailedError, InvalidOptionError, MissingAckError } from './errors.js'
-import { type Logger, silentLogger } from './log.js'
 import { ReadFailure, SocketReader } from './reader.js'
 import { type BridgeSettings, settingsToJson } from './settings.js'
 import { EnclaveWatchdog } from './watchdog.js'

@@ -20,6 +20,7 @@
  * ```
  */
 
+export type { Logger } from '@enclave/logger'
 export { enclaveCid } from './cid.js'
 export {
   BRIDGE_HOST_CID,
@@ -75,7 +76,6 @@ export {
   type HttpOnVsock,
   serveHttp,
 } from './http.js'
-export type { Logger } from './log.js'
 export {
   BridgeLogDestination,
   createBridgeLogger,

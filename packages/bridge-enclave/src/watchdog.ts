@@ -1,10 +1,10 @@
 import { EventEmitter } from 'node:events'
 import type { Socket } from 'node:net'
+import { type Logger, silentLogger } from '@enclave/logger'
 import { connect, type DevModeOptions } from '@enclave/vsock-transport'
 import { createBackoff } from './backoff.js'
 import { EnclaveIdMismatchError, HeartbeatTimeoutError } from './errors.js'
 import { runHeartbeatChannel } from './heartbeat.js'
-import { type Logger, silentLogger } from './log.js'
 import { SocketReader } from './reader.js'
 
 export type WatchdogState = 'running' | 'failed' | 'stopped'

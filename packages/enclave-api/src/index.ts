@@ -9,6 +9,7 @@
  * ```
  */
 
+export type { Logger } from '@enclave/logger'
 export { ENCRYPTION_INFO, NONCE_LENGTH } from './encryption.js'
 export {
   BadRequestError,
@@ -23,7 +24,6 @@ export {
   NsmFailedError,
   ReplayedNonceError,
 } from './errors.js'
-export type { Logger } from './logger.js'
 export { DEFAULTS as ENCLAVE_API_DEFAULTS, type EnclaveApiOptions } from './options.js'
 export {
   type ApiNsm,

@@ -5,6 +5,7 @@
 
 import { createECDH, createHash, createPrivateKey, createPublicKey, type KeyObject } from 'node:crypto'
 import { createServer, type IncomingMessage, type ServerResponse } from 'node:http'
+import { type Logger, silentLogger } from '@enclave/logger'
 import {
   decryptMessage,
   encryptMessage,
@@ -22,7 +23,6 @@ import {
   NsmFailedError,
   ReplayedNonceError,
 } from './errors.js'
-import { type Logger, silentLogger } from './logger.js'
 import { type EnclaveApiOptions, resolveOptions } from './options.js'
 
 /** What the API needs from an NSM (@enclave/attestation's device client or dev NSM). */

@@ -11,6 +11,7 @@
  * ```
  */
 
+export type { Logger } from '@enclave/logger'
 export { ATTESTING_ACTIONS, type AttestingAction } from './actions.js'
 export {
   CMS_MAX_SIZE,
@@ -41,7 +42,6 @@ export {
   UnsupportedCmsError,
   UpstreamFailedError,
 } from './errors.js'
-export type { Logger } from './logger.js'
 export { type KmsProxy, type KmsProxyDeps, type KmsProxyOptions, startKmsProxy } from './proxy.js'
 export {
   createRecipient,

@@ -19,6 +19,7 @@ import { isIP } from 'node:net'
 import type { Duplex } from 'node:stream'
 import { connect as tlsConnect } from 'node:tls'
 import { Sha256 } from '@aws-crypto/sha256-js'
+import { type Logger, silentLogger } from '@enclave/logger'
 import { HttpRequest } from '@smithy/protocol-http'
 import { SignatureV4 } from '@smithy/signature-v4'
 import { plainFieldOf } from './actions.js'
@@ -31,7 +32,6 @@ import {
   MissingCiphertextError,
   UpstreamFailedError,
 } from './errors.js'
-import { type Logger, silentLogger } from './logger.js'
 import type { Recipient } from './recipient.js'
 
 export interface KmsProxyOptions {

@@ -2,7 +2,7 @@ import { type ChildProcess, spawn } from 'node:child_process'
 import { constants as osConstants } from 'node:os'
 import { isAbsolute, resolve } from 'node:path'
 import type { Writable } from 'node:stream'
-import type { Logger } from '@enclave/tunnel'
+import type { Logger } from '@enclave/logger'
 import {
   CommandNotFoundError,
   ExecDisabledError,

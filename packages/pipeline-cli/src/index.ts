@@ -16,7 +16,7 @@
  * ```
  */
 
-export type { Logger } from '@enclave/tunnel'
+export type { Logger } from '@enclave/logger'
 export {
   createPipelineClient,
   type FileResult,

@@ -2,7 +2,8 @@ import { X509Certificate } from 'node:crypto'
 import { lstat, mkdir } from 'node:fs/promises'
 import type net from 'node:net'
 import type { TLSSocket } from 'node:tls'
-import type { Logger } from '@enclave/tunnel'
+import type { Logger } from '@enclave/logger'
+import { silentLogger } from '@enclave/logger'
 import { listen, serverAddressOf, type TransportAddress } from '@enclave/vsock-transport'
 import { AtomicFile, sweepStaleTemps } from './atomic.js'
 import {
@@ -15,7 +16,6 @@ import {
   WrongTypeError,
 } from './errors.js'
 import { serveRun } from './exec.js'
-import { silentLogger } from './logger.js'
 import { type ResolvedServerOptions, resolveServerOptions, type ServerOptions } from './options.js'
 import { Roots } from './paths.js'
 import { peerFingerprint, secureServer, serverContext } from './tls.js'

@@ -1,9 +1,9 @@
 import { createHmac, randomBytes, timingSafeEqual } from 'node:crypto'
 import type { Server, Socket } from 'node:net'
+import type { Logger } from '@enclave/logger'
 import { encodeJsonLine, JsonLinesDecoder } from '@enclave/protocol'
 import { connect, type DevModeOptions, listen } from '@enclave/vsock-transport'
 import { ControlError } from './errors.js'
-import type { Logger } from './logger.js'
 import type { ServiceManager, ServiceStatus } from './services.js'
 
 /**

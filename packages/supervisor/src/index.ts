@@ -13,6 +13,7 @@
  * ```
  */
 
+export type { Logger } from '@enclave/logger'
 export {
   DEFAULT_APP_USER,
   loadOdynConfig,
@@ -63,7 +64,6 @@ export {
   runEnclave,
 } from './launcher.js'
 export { createLogRing, type LineAssembler, type LogRing, type LogRingOptions } from './log-ring.js'
-export type { Logger } from './logger.js'
 export { checkMeasurements, parseExpectedPcrs } from './measurements.js'
 export type { ReaperAddon } from './native.js'
 export { NitroCliLauncher, type NitroCliOptions, type NitroEnclaveInfo } from './nitro-cli.js'

@@ -1,7 +1,7 @@
 import { setTimeout as sleep } from 'node:timers/promises'
+import { type Logger, silentLogger } from '@enclave/logger'
 import type { DevModeOptions } from '@enclave/vsock-transport'
 import { streamLogs, watchStatus } from './host.js'
-import { type Logger, silentLogger } from './logger.js'
 import {
   APP_LOG_PORT,
   type EnclaveStatus,

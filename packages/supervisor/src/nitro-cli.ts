@@ -1,8 +1,8 @@
 import { type ChildProcess, execFile, spawn } from 'node:child_process'
 import { createInterface } from 'node:readline'
+import { type Logger, silentLogger } from '@enclave/logger'
 import { NitroCliError } from './errors.js'
 import type { LaunchedEnclave, Launcher } from './launcher.js'
-import { type Logger, silentLogger } from './logger.js'
 
 /** run-enclave's JSON (nitro-cli's field names). */
 export interface NitroEnclaveInfo {

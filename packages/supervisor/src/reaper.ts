@@ -1,7 +1,7 @@
 import type { ChildProcess } from 'node:child_process'
 import diagnosticsChannel from 'node:diagnostics_channel'
 import { readdirSync, readFileSync } from 'node:fs'
-import type { Logger } from './logger.js'
+import type { Logger } from '@enclave/logger'
 import { loadReaperAddon, type ReaperAddon } from './native.js'
 
 /**

@@ -1,8 +1,8 @@
 import { setTimeout as sleep } from 'node:timers/promises'
+import type { Logger } from '@enclave/logger'
 import type { RestartPolicy, ServiceConfig } from './config.js'
 import { ServiceGraphError } from './errors.js'
 import type { LogRing } from './log-ring.js'
-import type { Logger } from './logger.js'
 import { type ManagedProcess, type ProcessExit, type ProcessUser, startProcess } from './process.js'
 
 /** Start order from before/after/requires (a stable topological sort); throws on unknown names or cycles. */

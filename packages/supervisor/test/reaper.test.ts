@@ -1,8 +1,8 @@
 import { spawn } from 'node:child_process'
 import { once } from 'node:events'
+import { silentLogger } from '@enclave/logger'
 import { describe, expect, it } from 'vitest'
 import { createReaper } from '../src/index.js'
-import { silentLogger } from '../src/logger.js'
 import { procStat } from '../src/reaper.js'
 
 /** Blocks the event loop (so libuv cannot handle SIGCHLD) until `pid` is a zombie. */

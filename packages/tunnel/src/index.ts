@@ -13,6 +13,7 @@
  * ```
  */
 
+export { type Logger, silentLogger } from '@enclave/logger'
 export {
   ConnectFailedError,
   ConnectTimeoutError,
@@ -29,7 +30,6 @@ export {
   TunnelError,
   type TunnelErrorCode,
 } from './errors.js'
-export { type Logger, silentLogger } from './logger.js'
 export {
   DEFAULTS,
   type PipeOptions,

@@ -1,5 +1,6 @@
 import { EventEmitter } from 'node:events'
 import type { Server, Socket } from 'node:net'
+import { type Logger, silentLogger } from '@enclave/logger'
 import {
   connect,
   formatAddress,
@@ -20,7 +21,6 @@ import {
   TunnelClosedError,
   TunnelError,
 } from './errors.js'
-import { type Logger, silentLogger } from './logger.js'
 import {
   type Resolution,
   type ResolvedTunnelOptions,

@@ -1,0 +1,4 @@
+import { preset } from '@enclave/tsup-config'
+import { defineConfig } from 'tsup'
+
+export default defineConfig(preset())
