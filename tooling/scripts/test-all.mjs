@@ -16,13 +16,24 @@ const failedTests = []
 /** Tests that failed once and passed on their retry. */
 const flakyTests = []
 
-function step(name, command, args, { counts, extraEnv = {} } = {}) {
+/**
+ * Runs one step under timeout(1), which signals the step's whole process group (pnpm, vitest and
+ * its workers), so a hung step fails in bounded time, names itself and lets the others run.
+ */
+function step(name, command, args, { counts, extraEnv = {}, minutes = 10 } = {}) {
   console.log(`\n=== ${name}: ${command} ${args.join(' ')} (node ${process.version})`)
   const started = Date.now()
-  const result = spawnSync(command, args, { stdio: 'inherit', env: { ...env, ...extraEnv } })
+  const result = spawnSync('timeout', ['--kill-after=30', `${minutes}m`, command, ...args], {
+    stdio: 'inherit',
+    env: { ...env, ...extraEnv },
+  })
   const seconds = ((Date.now() - started) / 1000).toFixed(1)
   const ok = result.status === 0
-  console.log(`=== ${name}: ${ok ? 'ok' : `FAILED (exit ${result.status ?? result.signal})`} in ${seconds} s`)
+  const why =
+    result.status === 124 || result.status === 137
+      ? `timed out after ${minutes} min`
+      : `exit ${result.status ?? result.signal}`
+  console.log(`=== ${name}: ${ok ? 'ok' : `FAILED (${why})`} in ${seconds} s`)
   if (counts) counts()
   else if (!ok) totals.failed += 1 // a failed step with no test count still counts as a failure
   if (!ok) failedSteps.push(name)
@@ -33,8 +44,9 @@ function step(name, command, args, { counts, extraEnv = {} } = {}) {
  * A vitest run whose tests count in the totals: one retry, and every test that needed it listed
  * in the summary as flaky (flaky-reporter.mjs).
  * @param {string} name @param {string[]} args @param {Record<string, string>} [extraEnv]
+ * @param {number} [minutes] the step's time limit
  */
-function vitest(name, args, extraEnv = {}) {
+function vitest(name, args, extraEnv = {}, minutes = 25) {
   const reportDir = mkdtempSync(join(tmpdir(), 'enclave-vitest-'))
   const report = join(reportDir, 'report.json')
   const flakyReport = join(reportDir, 'flaky.txt')
@@ -54,6 +66,7 @@ function vitest(name, args, extraEnv = {}) {
       ...args,
     ],
     {
+      minutes,
       extraEnv: { ...extraEnv, ENCLAVE_FLAKY_REPORT: flakyReport },
       counts: () => {
         try {
@@ -75,17 +88,20 @@ function vitest(name, args, extraEnv = {}) {
 }
 
 step('lint', 'pnpm', ['lint'])
-step('typecheck', 'pnpm', ['typecheck'])
-if (step('build', 'pnpm', ['build'])) {
+step('typecheck', 'pnpm', ['typecheck'], { minutes: 15 })
+if (step('build', 'pnpm', ['build'], { minutes: 20 })) {
   vitest('vitest', [])
   // The forwarding engine's fallback (Node streams) must keep working where splice cannot apply.
-  vitest('vitest (stream relay)', ['--project', '@enclave/tunnel', '--project', '@enclave/pf-proxy'], {
-    ENCLAVE_TUNNEL_KERNEL_RELAY: '0',
-  })
+  vitest(
+    'vitest (stream relay)',
+    ['--project', '@enclave/tunnel', '--project', '@enclave/pf-proxy'],
+    { ENCLAVE_TUNNEL_KERNEL_RELAY: '0' },
+    10,
+  )
   if (step('api', 'pnpm', ['api:check'])) totals.passed += 1
   if (step('readme examples', 'pnpm', ['test:examples'])) totals.passed += 1
   if (step('pack', 'pnpm', ['test:pack'])) totals.passed += 1
-  if (step('vm', 'pnpm', ['test:vm'])) totals.passed += 1
+  if (step('vm', 'pnpm', ['test:vm'], { minutes: 20 })) totals.passed += 1
 }
 
 if (flakyTests.length > 0) {
