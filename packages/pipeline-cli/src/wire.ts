@@ -89,15 +89,20 @@ export interface ChannelLimits {
 
 /**
  * One session's framed, bidirectional message stream over a (TLS) socket. Reading is pull-based
- * (`next()`), so an idle reader stops the socket and the peer feels TCP backpressure; `send*()`
- * resolve once the socket can take more, so a writer never buffers more than the TLS socket's
- * high-water mark (1 MiB, see tls.ts) plus the one write that crossed it.
+ * (`next()`): the socket is paused whenever a complete frame waits to be read, so an idle reader
+ * stops it and the peer feels TCP backpressure. `send*()` resolve once the socket can take more,
+ * so a writer never buffers more than the TLS socket's high-water mark (1 MiB, see tls.ts) plus
+ * the one write that crossed it.
+ *
+ * Input arrives through 'data' events, one socket chunk at a time. (A stream's async iterator
+ * would hand over everything buffered joined into one new buffer: a copy of most of the data.)
  */
 export class Channel {
   readonly #socket: Duplex
   readonly #limits: ChannelLimits
   readonly #maxFrame: number
-  readonly #iterator: AsyncIterator<Buffer>
+  /** Resolves the pending next() call when frames, the end or an error arrive. */
+  #wake: (() => void) | undefined
   /** Unparsed input, as received (the first one possibly cut at the front). */
   #input: Buffer[] = []
   #buffered = 0
@@ -111,12 +116,43 @@ export class Channel {
     this.#socket = socket
     this.#limits = limits
     this.#maxFrame = Math.max(limits.maxChunk, limits.maxControl) + 1
-    this.#iterator = socket[Symbol.asyncIterator]()
     socket.on('error', (error: Error) => {
       this.#closeError ??= new ConnectionLostError(`the connection failed: ${error.message}`, {
         cause: error,
       })
+      this.#wakeReader()
     })
+    socket.on('data', (chunk: Buffer) => this.#onData(chunk))
+    socket.once('end', () => {
+      this.#ended = true
+      this.#wakeReader()
+    })
+    socket.once('close', () => {
+      if (!this.#ended) this.#closeError ??= new ConnectionLostError('the connection closed')
+      this.#wakeReader()
+    })
+    // Attaching 'data' starts the flow; it waits for the first next() instead.
+    socket.pause()
+    if (socket.readableEnded) this.#ended = true
+    else if (socket.destroyed) this.#closeError ??= new ConnectionLostError('the connection closed')
+  }
+
+  #onData(chunk: Buffer): void {
+    if (chunk.length === 0) return
+    // Socket chunks are never reused, so frames may keep views into them.
+    this.#input.push(chunk)
+    this.#buffered += chunk.length
+    this.#cut()
+    if (this.#pending.length > 0 || this.#decodeError) {
+      this.#socket.pause()
+      this.#wakeReader()
+    }
+  }
+
+  #wakeReader(): void {
+    const wake = this.#wake
+    this.#wake = undefined
+    wake?.()
   }
 
   get socket(): Duplex {
@@ -135,21 +171,11 @@ export class Channel {
         }
         return undefined
       }
-      let result: IteratorResult<Buffer>
-      try {
-        result = await this.#iterator.next()
-      } catch (error) {
-        throw (
-          this.#closeError ?? new ConnectionLostError(`the connection failed: ${(error as Error).message}`)
-        )
-      }
-      if (result.done) this.#ended = true
-      else if (result.value.length > 0) {
-        // Socket chunks are never reused, so frames may keep views into them.
-        this.#input.push(result.value)
-        this.#buffered += result.value.length
-        this.#cut()
-      }
+      if (this.#closeError) throw this.#closeError
+      await new Promise<void>((resolve) => {
+        this.#wake = resolve
+        this.#socket.resume()
+      })
     }
   }
 
