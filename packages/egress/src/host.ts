@@ -13,7 +13,14 @@ import {
   TimeoutError,
 } from './errors.js'
 import { formatIp, type Ip, parseIp } from './ip.js'
-import { type Context, type EgressHostOptions, HOST_DEFAULTS, integer, type Resolve } from './options.js'
+import {
+  type Context,
+  connectionLimits,
+  type EgressHostOptions,
+  HOST_DEFAULTS,
+  integer,
+  type Resolve,
+} from './options.js'
 import {
   checkDestination,
   checkResolved,
@@ -117,18 +124,7 @@ export async function startEgressHost(
     1,
     600_000,
   )
-  const idleTimeoutMs = integer(
-    'idleTimeoutMs',
-    options.idleTimeoutMs ?? HOST_DEFAULTS.idleTimeoutMs,
-    0,
-    2_147_483_647,
-  )
-  const maxConnections = integer(
-    'maxConnections',
-    options.maxConnections ?? HOST_DEFAULTS.maxConnections,
-    1,
-    1_000_000,
-  )
+  const { idleTimeoutMs, maxConnections } = connectionLimits(options, HOST_DEFAULTS)
   const log = logger.child({ component: 'egress-host' })
   const sockets = new Set<Socket>()
   let total = 0

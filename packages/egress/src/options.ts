@@ -128,18 +128,28 @@ export function resolveTunnelSettings(
     hostAddress: options.hostAddress ?? PROXY_DEFAULTS.hostAddress,
     connectTimeoutMs: timeout('connectTimeoutMs'),
     replyTimeoutMs: timeout('replyTimeoutMs'),
+    ...connectionLimits(options, PROXY_DEFAULTS),
+    dev: options.dev,
+  }
+}
+
+/** The idle timeout and connection cap every egress listener takes, validated and defaulted. */
+export function connectionLimits(
+  options: { idleTimeoutMs?: number; maxConnections?: number },
+  defaults: { idleTimeoutMs: number; maxConnections: number },
+): { idleTimeoutMs: number; maxConnections: number } {
+  return {
     idleTimeoutMs: integer(
       'idleTimeoutMs',
-      options.idleTimeoutMs ?? PROXY_DEFAULTS.idleTimeoutMs,
+      options.idleTimeoutMs ?? defaults.idleTimeoutMs,
       0,
       2_147_483_647,
     ),
     maxConnections: integer(
       'maxConnections',
-      options.maxConnections ?? PROXY_DEFAULTS.maxConnections,
+      options.maxConnections ?? defaults.maxConnections,
       1,
       1_000_000,
     ),
-    dev: options.dev,
   }
 }
